@@ -1,0 +1,109 @@
+"""The configuration schema shared by every file in ``configs/``, and its validation.
+
+Each ``configs/*.py`` starts from :func:`base_config` and changes what makes it that experiment, so
+that every key exists in every config and ``--config.x.y=v`` overrides work the same everywhere.
+:func:`validate` turns bad values into one-line errors before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+LOSS_MODES = ('cross_entropy',)
+DATA_NAMES = ('math', 'kindergarten', 'jsonl')
+ALIGNMENTS = ('levenshtein', 'positional')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All keys with their defaults (reference training defaults where they exist)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.num_train_steps = 6000
+  config.batch_size = 64
+  config.log_every_steps = 100
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.num_eval_samples = 5  # Sample predictions written to the log at each evaluation.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'math'
+  config.data.levels = (1, 2, 3, 4, 5, 6, 7)
+  config.data.eval_fraction = 0.2
+  config.data.max_per_level = ml_collections.FieldReference(None, field_type=int)
+  config.data.train_path = ''
+  config.data.eval_path = ''
+  # Padding budgets: characters per input or target. Each example goes to the smallest bucket
+  # that holds it (one compilation per bucket); max_length is the largest. Longer examples are an
+  # error, or skipped (and counted in the log) when skip_overlong is set; never truncated.
+  config.data.bucket_lengths = (16,)
+  config.data.max_length = 32
+  config.data.skip_overlong = False
+  # How gold edit labels align the target to the input: 'levenshtein' (a minimum-edit DP
+  # alignment) or 'positional' (target written left-aligned over the input; see edits.py).
+  config.data.alignment = 'levenshtein'
+
+  config.model = ml_collections.ConfigDict()
+  config.model.skip_window = 2
+  config.model.embed_dim = 64
+  config.model.hidden_dim = 128
+  config.model.num_layers = 3
+  config.model.num_heads = 4
+  config.model.mlp_ratio = 2
+  config.model.max_relative_offset = 32  # Attention offsets beyond this share one bias.
+  config.model.message_passing = True
+  config.model.attention = True
+  config.model.dropout_rate = 0.1
+  config.model.codepoint_buckets = 4096  # Factorised code-point embedding: exact for all of Unicode.
+  # Characters one insertion slot can hold (slot 0: before the first character, slot i + 1:
+  # after character i). An example whose gold edits need more is an error naming it.
+  config.model.max_insertions = 8
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 200
+  config.optimizer.end_learning_rate_factor = 0.01
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+  config.optimizer.weight_decay = 0.1
+  config.optimizer.grad_clip_norm = 1.0
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.mode = 'cross_entropy'
+  return config
+
+
+def _check(cond: bool, message: str) -> None:
+  if not cond:
+    raise ValueError(f'Invalid config: {message}')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` with a one-line message naming the first bad key."""
+  _check(config.loss.mode in LOSS_MODES,
+         f'loss.mode={config.loss.mode!r}, expected one of {LOSS_MODES}.')
+  _check(config.data.name in DATA_NAMES,
+         f'data.name={config.data.name!r}, expected one of {DATA_NAMES}.')
+  _check(config.data.alignment in ALIGNMENTS,
+         f'data.alignment={config.data.alignment!r}, expected one of {ALIGNMENTS}.')
+  for key in ('num_train_steps', 'batch_size', 'log_every_steps', 'eval_every_steps',
+              'checkpoint_every_steps'):
+    _check(isinstance(config[key], int) and config[key] >= 1, f'{key}={config[key]!r} must be >= 1.')
+  _check(config.data.max_length >= 1, f'data.max_length={config.data.max_length} must be >= 1.')
+  _check(0.0 < config.data.eval_fraction < 1.0,
+         f'data.eval_fraction={config.data.eval_fraction} must be in (0, 1).')
+  _check(config.model.skip_window >= 1,
+         f'model.skip_window={config.model.skip_window} must be >= 1.')
+  _check(config.model.message_passing or config.model.attention,
+         'model.message_passing and model.attention are both off: nodes would not interact.')
+  _check(config.model.hidden_dim % config.model.num_heads == 0,
+         f'model.hidden_dim={config.model.hidden_dim} is not divisible by '
+         f'model.num_heads={config.model.num_heads}.')
+  _check(config.model.max_insertions >= 1,
+         f'model.max_insertions={config.model.max_insertions} must be >= 1.')
+  _check(0.0 <= config.model.dropout_rate < 1.0,
+         f'model.dropout_rate={config.model.dropout_rate} must be in [0, 1).')
+  _check(config.optimizer.learning_rate > 0,
+         f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.')
+  _check(config.optimizer.weight_decay >= 0,
+         f'optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0.')

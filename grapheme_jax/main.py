@@ -1,0 +1,65 @@
+"""Command line entry point: ``python -m grapheme_jax.main --config=configs/X.py --workdir=DIR``.
+
+Flags only; the work is in :func:`grapheme_jax.train.train_and_evaluate`. Any config key can be
+overridden with ``--config.section.key=value``. Only the config file named here is executed (as
+Python, the ml_collections way); data files and checkpoints are read as data.
+"""
+
+from __future__ import annotations
+
+import logging as py_logging
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from grapheme_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
+config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's INFO records (dozens per checkpoint); its warnings and errors still show."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags; a bad flag or config override exits with one line naming it, not a traceback."""
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - config_flags raises many types for one mistake.
+    cause = e
+    while cause.__context__ is not None and not isinstance(cause, KeyError):
+      cause = cause.__context__
+    if isinstance(cause, KeyError):
+      key = str(cause.args[0]).strip('"\'').split("'")[0]
+      names = [a for a in argv[1:] if a.startswith('--config.') and f'.{key}' in a.split('=')[0]]
+      sys.exit(f'error: unknown config key {key!r} in {names[0] if names else "an override"}; '
+               f'see the config file for the valid keys.')
+    sys.exit(f'error: {e}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    config = FLAGS.config
+    config.keys()  # A config file that failed to load raises on first attribute access.
+  except OSError as e:
+    sys.exit('error: ' + ' '.join(str(e).split()))
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  logging.info('JAX %s on %s', jax.__version__, jax.devices())
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  except train.InputError as e:  # Bad data or config: one line, not a traceback.
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,68 @@
+"""Evaluation metrics on decoded text, and the JSONL metric writer (no TensorFlow).
+
+Text metrics run on the host over Python strings: exact match and the character edit distance
+normalised by the longer of prediction and target (0 = identical, 1 = nothing in common).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from grapheme_jax import edits
+
+
+def exact_match(predictions: Sequence[str], targets: Sequence[str]) -> float:
+  """Fraction of predictions equal to their target."""
+  _check_same_length(predictions, targets)
+  return float(np.mean([p == t for p, t in zip(predictions, targets)]))
+
+
+def char_edit_distance(predictions: Sequence[str], targets: Sequence[str]) -> float:
+  """Mean Levenshtein distance / max(len(prediction), len(target), 1)."""
+  _check_same_length(predictions, targets)
+  distances = edits.levenshtein_distances(list(zip(predictions, targets)))
+  norm = [max(len(p), len(t), 1) for p, t in zip(predictions, targets)]
+  return float(np.mean(np.asarray(distances) / np.asarray(norm)))
+
+
+def _check_same_length(predictions: Sequence[str], targets: Sequence[str]) -> None:
+  if len(predictions) != len(targets) or not targets:
+    raise ValueError(f'need equally many predictions and targets, at least one; got '
+                     f'{len(predictions)} and {len(targets)}.')
+
+
+class JsonlWriter:
+  """Appends one JSON object per call to ``workdir/metrics.jsonl``.
+
+  On resume, :meth:`truncate_after` drops records of steps later than the restored checkpoint, so
+  that the file never holds a step twice.
+  """
+
+  def __init__(self, workdir: str, filename: str = 'metrics.jsonl'):
+    self.path = os.path.join(workdir, filename)
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    record = {'step': int(step)}
+    for key, value in scalars.items():
+      value = float(value)
+      record[key] = value if math.isfinite(value) else str(value)
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+
+  def read(self) -> list[dict]:
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path, encoding='utf-8') as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def truncate_after(self, step: int) -> None:
+    kept = [r for r in self.read() if r['step'] <= step]
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+    os.replace(tmp, self.path)

@@ -1,0 +1,185 @@
+"""Flax (Linen) network: a padded batch of text graphs in, per-node edit predictions out.
+
+The network keeps node states in a per-graph dense layout ``[graphs, 1 + max_length, hidden]`` in
+which position 0 is a learned global token (one per graph, like jraph's ``globals``) and position
+``i + 1`` is node ``i``. Each block does, as configured:
+
+* message passing over the ``GraphsTuple``'s own edges (forward and reverse messages, summed with
+  ``jax.ops.segment_sum``, conditioned on the edge feature = the edge's distance) plus a global
+  update from the mean of the nodes;
+* masked multi-head self-attention within each graph, with a learned bias per head for each
+  relative offset (so the text graph's edge types are visible to attention);
+* a feed-forward block.
+
+Heads, all from the final states:
+
+* ``op_logits`` [B, L, 3]: KEEP / DELETE / MODIFY for each node;
+* ``char_logits`` [B, L, V]: the new character of a MODIFY, over the training-target vocabulary;
+* ``ins_logits`` [B, L + 1, K, V + 1]: for insertion slot ``s`` (slot 0 = before the first
+  character, read from the global token; slot ``i + 1`` = after node ``i``) up to ``K`` characters,
+  class ``V`` meaning "end of insertion".
+
+Characters enter through a factorised code-point embedding (``cp % buckets`` and ``cp // buckets``),
+which is exact for every code point: no alphabet is fixed in the code.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+from flax import linen as nn
+
+from grapheme_jax import graphs as graphs_lib
+
+NUM_OPS = 3
+
+
+def node_layout(graphs: jraph.GraphsTuple) -> tuple[jax.Array, jax.Array]:
+  """Graph index and position within its graph of every node of a padded batch."""
+  num_nodes = graphs.nodes.shape[0]
+  num_graphs = graphs.n_node.shape[0]
+  graph_index = jnp.repeat(jnp.arange(num_graphs), graphs.n_node, total_repeat_length=num_nodes)
+  offsets = jnp.cumsum(graphs.n_node) - graphs.n_node
+  return graph_index, jnp.arange(num_nodes) - offsets[graph_index]
+
+
+def sinusoidal(positions: jax.Array, dim: int) -> jax.Array:
+  """Transformer sinusoidal features of integer positions (works for any length)."""
+  freqs = np.exp(-np.log(10_000.0) * np.arange(dim // 2) / (dim // 2))
+  angles = positions[..., None].astype(jnp.float32) * freqs
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class CodePointEmbed(nn.Module):
+  """Embeds any Unicode code point as ``E_lo[cp % buckets] + E_hi[cp // buckets]`` (exact)."""
+
+  features: int
+  buckets: int = 4096
+
+  @nn.compact
+  def __call__(self, codes: jax.Array) -> jax.Array:
+    high = -(-(graphs_lib.MAX_CODE_POINT + 1) // self.buckets)
+    lo = nn.Embed(self.buckets, self.features, name='low')(codes % self.buckets)
+    hi = nn.Embed(high, self.features, name='high')(jnp.clip(codes // self.buckets, 0, high - 1))
+    return lo + hi
+
+
+class MessagePassing(nn.Module):
+  """One round of edge messages in both directions plus a global (mean-of-nodes) update."""
+
+  hidden_dim: int
+  skip_window: int
+
+  @nn.compact
+  def __call__(self, h, graphs, graph_index, position, mask):
+    num_nodes = graphs.nodes.shape[0]
+    flat = h[jnp.clip(graph_index, 0, h.shape[0] - 1), position + 1]  # Padding nodes: ignored.
+    edge_emb = nn.Embed(self.skip_window + 1, self.hidden_dim, name='edge_embed')(graphs.edges)
+    fwd = nn.Dense(self.hidden_dim, name='forward')(flat[graphs.senders]) + edge_emb
+    bwd = nn.Dense(self.hidden_dim, name='reverse')(flat[graphs.receivers]) + edge_emb
+    agg = (jax.ops.segment_sum(fwd, graphs.receivers, num_nodes)
+           + jax.ops.segment_sum(bwd, graphs.senders, num_nodes))
+    upd = nn.Dense(self.hidden_dim, name='node_update')(nn.gelu(agg))
+    # Nodes of the padding graph (graph_index == num real graphs) fall outside and are dropped.
+    delta = jnp.zeros_like(h).at[graph_index, position + 1].add(upd, mode='drop')
+    node_mask = mask[:, :, None].at[:, 0].set(False)
+    mean = (h * node_mask).sum(1) / jnp.maximum(node_mask.sum(1), 1)
+    delta = delta.at[:, 0].add(nn.Dense(self.hidden_dim, name='global_update')(mean))
+    return delta
+
+
+class RelativeAttention(nn.Module):
+  """Masked multi-head self-attention within each graph with a learned relative-offset bias."""
+
+  hidden_dim: int
+  num_heads: int
+  max_offset: int
+
+  @nn.compact
+  def __call__(self, h, mask):
+    head_dim = self.hidden_dim // self.num_heads
+    qkv = nn.DenseGeneral((3, self.num_heads, head_dim), name='qkv')(h)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(head_dim)
+    n = h.shape[1]
+    offset = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -self.max_offset,
+                     self.max_offset) + self.max_offset
+    bias = self.param('offset_bias', nn.initializers.zeros, (self.num_heads, 2 * self.max_offset + 1))
+    logits = logits + bias[:, offset][None]
+    logits = jnp.where(mask[:, None, None, :], logits, -1e9)
+    out = jnp.einsum('bhqk,bkhd->bqhd', jax.nn.softmax(logits, axis=-1), v)
+    return nn.DenseGeneral(self.hidden_dim, axis=(-2, -1), name='out')(out)
+
+
+class GraphEditModel(nn.Module):
+  """Predicts per-node edit operations, MODIFY characters and per-slot insertions."""
+
+  vocab_size: int
+  skip_window: int = 2
+  embed_dim: int = 64
+  hidden_dim: int = 128
+  num_layers: int = 3
+  num_heads: int = 4
+  message_passing: bool = True
+  attention: bool = True
+  dropout_rate: float = 0.1
+  codepoint_buckets: int = 4096
+  max_insertions: int = 4
+  mlp_ratio: int = 2
+  max_offset: int = 32
+
+  @nn.compact
+  def __call__(self, graphs: jraph.GraphsTuple, *, length: int, train: bool
+               ) -> dict[str, jax.Array]:
+    """Runs the network.
+
+    Args:
+      graphs: a padded batch whose last graph is jraph's padding graph.
+      length: the budget's nodes per graph (static): outputs have ``length`` node positions.
+      train: enables dropout (needs a ``'dropout'`` rng).
+    """
+    num_graphs = graphs.n_node.shape[0] - 1
+    length = length + 1  # Position 0 is the global token.
+    graph_index, position = node_layout(graphs)
+    x = CodePointEmbed(self.embed_dim, self.codepoint_buckets)(graphs.nodes)
+    x = nn.Dense(self.hidden_dim, name='input_proj')(
+        jnp.concatenate([x, sinusoidal(position, self.embed_dim)], axis=-1))
+    glob = self.param('global_token', nn.initializers.normal(0.02), (self.hidden_dim,))
+    h = jnp.broadcast_to(glob, (num_graphs, length, self.hidden_dim))
+    h = h.at[graph_index, position + 1].set(x, mode='drop')
+    mask = jnp.arange(length)[None, :] <= graphs.n_node[:num_graphs, None]
+    drop = nn.Dropout(self.dropout_rate, deterministic=not train)
+    for i in range(self.num_layers):
+      if self.message_passing:
+        mp = MessagePassing(self.hidden_dim, self.skip_window, name=f'mp_{i}')
+        h = h + drop(mp(nn.LayerNorm()(h), graphs, graph_index, position, mask))
+      if self.attention:
+        att = RelativeAttention(self.hidden_dim, self.num_heads, self.max_offset, name=f'att_{i}')
+        h = h + drop(att(nn.LayerNorm()(h), mask))
+      y = nn.Dense(self.mlp_ratio * self.hidden_dim)(nn.LayerNorm()(h))
+      h = h + drop(nn.Dense(self.hidden_dim)(nn.gelu(y)))
+    h = nn.LayerNorm(name='final_norm')(h)
+    return self._heads(h)
+
+  def _heads(self, h: jax.Array) -> dict[str, jax.Array]:
+    nodes = h[:, 1:]
+    ins = nn.DenseGeneral((self.max_insertions, self.vocab_size + 1), name='ins_head')(h)
+    return {
+        'op_logits': nn.Dense(NUM_OPS, name='op_head')(nodes),
+        'char_logits': nn.Dense(self.vocab_size, name='char_head')(nodes),
+        'ins_logits': ins,
+    }
+
+
+def create_model(model_config, vocab_size: int) -> GraphEditModel:
+  """Builds the model from the ``config.model`` section."""
+  return GraphEditModel(
+      vocab_size=vocab_size, skip_window=model_config.skip_window,
+      embed_dim=model_config.embed_dim, hidden_dim=model_config.hidden_dim,
+      num_layers=model_config.num_layers, num_heads=model_config.num_heads,
+      message_passing=model_config.message_passing, attention=model_config.attention,
+      dropout_rate=model_config.dropout_rate, codepoint_buckets=model_config.codepoint_buckets,
+      max_insertions=model_config.max_insertions, mlp_ratio=model_config.mlp_ratio,
+      max_offset=model_config.max_relative_offset)

@@ -1,0 +1,392 @@
+"""Training and evaluation: state creation, the jitted train step, evaluation, the training loop.
+
+Data flow: text pairs -> gold edit labels from the edit DP (once, before training) -> fixed-budget
+batches (a padded ``GraphsTuple`` of the inputs plus dense label arrays) -> ``train_step`` -> at
+evaluation, the model's predicted edits are applied to the input text and compared with the target.
+
+Everything that decides a batch or a random number is a pure function of ``(config.seed, step)``,
+so a run resumed from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+
+from grapheme_jax import checkpoints
+from grapheme_jax import config_lib
+from grapheme_jax import data as data_lib
+from grapheme_jax import edits
+from grapheme_jax import graphs as graphs_lib
+from grapheme_jax import losses
+from grapheme_jax import metrics as metrics_lib
+from grapheme_jax import models
+
+IGNORE = losses.IGNORE
+
+
+class InputError(ValueError):
+  """Bad data or config: reported in one line by the CLI, before anything is compiled."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+  """A dataset with its gold edit labels, as dense numpy arrays (L = the largest budget length).
+
+  ``ops``/``char_ids`` [N, L] label the input nodes; ``ins_ids`` [N, L + 1, K] hold the vocabulary
+  ids of the characters inserted in each slot, then the end marker ``V``, then ``IGNORE``.
+  Characters outside the vocabulary (possible in evaluation data only) are ``IGNORE``.
+  ``bucket`` [N] is the index of the smallest length budget that holds the example.
+  """
+
+  pairs: tuple[data_lib.Pair, ...]
+  source_len: np.ndarray
+  ops: np.ndarray
+  char_ids: np.ndarray
+  ins_ids: np.ndarray
+  bucket: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.pairs)
+
+
+def bucket_lengths(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The length budgets: ``data.bucket_lengths`` below ``data.max_length``, then ``max_length``."""
+  smaller = sorted({int(b) for b in data_config.bucket_lengths if 0 < b < data_config.max_length})
+  return (*smaller, data_config.max_length)
+
+
+def to_vocab_ids(codes: np.ndarray, vocab: np.ndarray) -> np.ndarray:
+  """Maps code points to indices into the sorted ``vocab``; unknown or negative -> ``IGNORE``."""
+  idx = np.clip(np.searchsorted(vocab, codes), 0, len(vocab) - 1)
+  return np.where((vocab[idx] == codes) & (codes >= 0), idx, IGNORE).astype(np.int32)
+
+
+def filter_overlong(pairs: Sequence[data_lib.Pair], max_length: int, skip: bool, split: str
+                    ) -> list[data_lib.Pair]:
+  """Raises on (or, if ``skip``, drops and counts) pairs longer than the budget; never truncates."""
+  kept = [p for p in pairs if len(p.input) <= max_length and len(p.target) <= max_length]
+  if len(kept) < len(pairs):
+    i, bad = next((i, p) for i, p in enumerate(pairs)
+                  if len(p.input) > max_length or len(p.target) > max_length)
+    if not skip:
+      raise ValueError(
+          f'{split} example {i} does not fit data.max_length={max_length} (input has '
+          f'{len(bad.input)} characters, target {len(bad.target)}): {bad.input[:60]!r} -> '
+          f'{bad.target[:60]!r}. Raise --config.data.max_length, or set '
+          f'--config.data.skip_overlong=True to skip such examples.')
+    logging.warning('Skipped %d of %d %s examples longer than data.max_length=%d (first: #%d).',
+                    len(pairs) - len(kept), len(pairs), split, max_length, i)
+  return kept
+
+
+def make_examples(pairs: Sequence[data_lib.Pair], vocab: np.ndarray, lengths: Sequence[int],
+                  max_insertions: int, split: str, alignment: str = 'levenshtein',
+                  chunk: int = 1024) -> Examples:
+  """Labels every pair (``alignment``: 'levenshtein' DP or 'positional') as vocabulary ids."""
+  if alignment == 'levenshtein':
+    label_fn = edits.edit_labels
+  elif alignment == 'positional':
+    label_fn = edits.positional_labels
+  else:
+    raise ValueError(f'Unknown alignment {alignment!r}.')
+  max_length = lengths[-1]
+  source, source_len = graphs_lib.encode([p.input for p in pairs], max_length)
+  target, target_len = graphs_lib.encode([p.target for p in pairs], max_length)
+  ops, chars, ins_chars, ins_count = [], [], [], []
+  for start in range(0, len(pairs), chunk):  # Fixed chunk shape: the DP compiles once.
+    sl = slice(start, start + chunk)
+    pad = chunk - len(source[sl])
+    args = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+            for a in (source[sl], source_len[sl], target[sl], target_len[sl])]
+    labels = label_fn(*args)
+    ic, cnt = edits.insertion_targets(args[2], args[3], labels.target_slot, num_slots=max_length + 1,
+                                      max_insertions=max_insertions)
+    for out, a in zip((ops, chars, ins_chars, ins_count), (labels.ops, labels.chars, ic, cnt)):
+      out.append(np.asarray(a)[: chunk - pad])
+  ops, chars, ins_chars, ins_count = (np.concatenate(a) for a in (ops, chars, ins_chars, ins_count))
+  over = np.argwhere(ins_count > max_insertions)
+  if len(over):
+    i, slot = over[0]
+    raise ValueError(
+        f'{split} example {i} needs {ins_count[i, slot]} characters inserted in one slot, more than '
+        f'model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> {pairs[i].target[:60]!r}.'
+        f' Raise --config.model.max_insertions.')
+  ins_ids = to_vocab_ids(ins_chars, vocab)
+  k = np.arange(max_insertions)[None, None, :]
+  ins_ids = np.where(k < ins_count[..., None], ins_ids, IGNORE)
+  ins_ids = np.where(k == ins_count[..., None], len(vocab), ins_ids)  # End marker.
+  longest = np.maximum(source_len, target_len)
+  bucket = np.searchsorted(np.asarray(lengths), longest)  # Smallest bucket with length >= longest.
+  return Examples(tuple(pairs), source_len, ops.astype(np.int32), to_vocab_ids(chars, vocab),
+                  ins_ids.astype(np.int32), bucket.astype(np.int32))
+
+
+def make_batch(examples: Examples, indices: np.ndarray, budget: graphs_lib.Budget
+               ) -> dict[str, Any]:
+  """The batch of ``examples[indices]``, padded to ``budget`` (extra slots get weight 0)."""
+  n, pad, length = len(indices), budget.batch_size - len(indices), budget.max_length
+
+  def rows(a: np.ndarray, width: int | None = None, fill: int = IGNORE) -> np.ndarray:
+    a = a[indices] if width is None else a[indices, :width]
+    return np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+
+  return {
+      'graphs': graphs_lib.batch_graphs([examples.pairs[i].input for i in indices], budget),
+      'source_len': rows(examples.source_len, fill=0),
+      'ops': rows(examples.ops, length),
+      'char_ids': rows(examples.char_ids, length),
+      'ins_ids': rows(examples.ins_ids, length + 1),
+      'weights': np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
+  }
+
+
+class BatchSchedule:
+  """The training batches as a pure function of ``(seed, step)``.
+
+  Every epoch, each length bucket is shuffled and cut into batches of ``batch_size`` (the last one
+  of a bucket may be partial: padded with weight 0, nothing dropped), and the batch order is
+  shuffled. Epoch ``e`` uses ``np.random.default_rng([seed, e])``, so a resumed run sees the same
+  batches as an uninterrupted one.
+  """
+
+  def __init__(self, bucket: np.ndarray, batch_size: int, seed: int):
+    self._members = [np.flatnonzero(bucket == b) for b in np.unique(bucket)]
+    self._batch_size, self._seed = batch_size, seed
+    self.steps_per_epoch = sum(-(-len(m) // batch_size) for m in self._members)
+    self._epoch, self._batches = None, None
+
+  def indices(self, step: int) -> np.ndarray:
+    epoch = step // self.steps_per_epoch
+    if epoch != self._epoch:
+      rng = np.random.default_rng([self._seed, epoch])
+      batches = [chunk for m in self._members
+                 for chunk in np.array_split(rng.permutation(m), -(-len(m) // self._batch_size))]
+      self._batches = [batches[i] for i in rng.permutation(len(batches))]
+      self._epoch = epoch
+    return self._batches[step % self.steps_per_epoch]
+
+
+class TrainState(train_state.TrainState):
+  """Flax ``TrainState``; ``apply_fn`` is the model's apply."""
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW with linear warm-up and cosine decay, after global-norm gradient clipping."""
+  opt = config.optimizer
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt.learning_rate,
+      warmup_steps=min(opt.warmup_steps, config.num_train_steps),
+      decay_steps=config.num_train_steps,
+      end_value=opt.learning_rate * opt.end_learning_rate_factor)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
+  return optax.chain(
+      optax.clip_by_global_norm(opt.grad_clip_norm),
+      optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
+                  mask=decay_mask))
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model: models.GraphEditModel,
+                       budget: graphs_lib.Budget) -> TrainState:
+  """Initialises parameters on a dummy batch of the budget's shape."""
+  dummy = jax.tree.map(jnp.asarray, graphs_lib.batch_graphs([], budget))
+  init = functools.partial(model.init, length=budget.max_length, train=False)
+  params = jax.jit(init)(rng, dummy)['params']
+  return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config))
+
+
+def compute_loss(params, state: TrainState, batch, rng, loss_mode: str):
+  """The training loss of ``loss_mode`` and its metrics."""
+  outputs = state.apply_fn({'params': params}, batch['graphs'], length=batch['ops'].shape[1],
+                           train=True, rngs={'dropout': rng})
+  if loss_mode == 'cross_entropy':
+    loss, parts = losses.cross_entropy(outputs, batch)
+  else:
+    raise ValueError(f'Unknown loss mode {loss_mode!r}.')
+  return loss, parts
+
+
+def _global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+@functools.partial(jax.jit, static_argnames='loss_mode', donate_argnums=0)
+def train_step(state: TrainState, batch, rng: jax.Array, loss_mode: str = 'cross_entropy'
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step; returns the new state and scalar metrics (still on device)."""
+  grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
+  (loss, parts), grads = grad_fn(state.params, state, batch, rng, loss_mode)
+  state = state.apply_gradients(grads=grads)
+  return state, {'loss': loss, 'grad_norm': _global_norm(grads), **parts}
+
+
+@functools.partial(jax.jit, static_argnames='length')
+def predict_step(state: TrainState, graphs, length: int) -> dict[str, jax.Array]:
+  """Greedy predictions: op per node, MODIFY char id per node, insertion ids per slot."""
+  outputs = state.apply_fn({'params': state.params}, graphs, length=length, train=False)
+  return {
+      'ops': jnp.argmax(outputs['op_logits'], -1),
+      'char_ids': jnp.argmax(outputs['char_logits'], -1),
+      'ins_ids': jnp.argmax(outputs['ins_logits'], -1),
+  }
+
+
+def predictions_to_edits(source: str, ops, char_ids, ins_ids, vocab: np.ndarray) -> edits.Edits:
+  """Turns one example's predicted arrays into an ``Edits`` (insertions stop at the end marker)."""
+  n, end = len(source), len(vocab)
+  chars = tuple(int(vocab[c]) if o == edits.MODIFY else (ord(source[i]) if o == edits.KEEP else -1)
+                for i, (o, c) in enumerate(zip(ops[:n], char_ids[:n])))
+  insertions = []
+  for slot in ins_ids[: n + 1]:
+    stop = np.flatnonzero(slot == end)
+    insertions.append(''.join(chr(vocab[c]) for c in slot[: stop[0] if len(stop) else len(slot)]))
+  return edits.Edits(tuple(int(o) for o in ops[:n]), chars, tuple(insertions))
+
+
+def eval_batches(examples: Examples, budgets: Sequence[graphs_lib.Budget]):
+  """Yields (indices, batch) over all examples, bucket by bucket, in a fixed order."""
+  for b, budget in enumerate(budgets):
+    members = np.flatnonzero(examples.bucket == b)
+    for start in range(0, len(members), budget.batch_size):
+      idx = members[start:start + budget.batch_size]
+      yield idx, make_batch(examples, idx, budget)
+
+
+def evaluate(state: TrainState, examples: Examples, budgets: Sequence[graphs_lib.Budget],
+             vocab: np.ndarray) -> tuple[dict[str, float], list[str]]:
+  """Decodes every example and returns (metrics, predicted texts in example order)."""
+  predictions, op_hits, label_hits, positions = [None] * len(examples), 0, 0, 0
+  for idx, batch in eval_batches(examples, budgets):
+    graphs = jax.tree.map(jnp.asarray, batch['graphs'])
+    out = jax.device_get(predict_step(state, graphs, length=batch['ops'].shape[1]))
+    for b, i in enumerate(idx):
+      source = examples.pairs[i].input
+      n = len(source)
+      pred = predictions_to_edits(source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b],
+                                  vocab)
+      predictions[i] = edits.apply_edits(source, pred)
+      node_ok = out['ops'][b, :n] == batch['ops'][b, :n]
+      modify = batch['ops'][b, :n] == edits.MODIFY
+      node_ok_full = node_ok & (~modify | (out['char_ids'][b, :n] == batch['char_ids'][b, :n]))
+      gold_ins = batch['ins_ids'][b, : n + 1]
+      slot_ok = np.all((gold_ins == IGNORE) | (out['ins_ids'][b, : n + 1] == gold_ins), axis=-1)
+      op_hits += node_ok.sum()
+      label_hits += node_ok_full.sum() + slot_ok.sum()
+      positions += 2 * n + 1
+  targets = [p.target for p in examples.pairs]
+  results = {
+      'exact_match': metrics_lib.exact_match(predictions, targets),
+      'char_edit_distance': metrics_lib.char_edit_distance(predictions, targets),
+      'op_accuracy': float(op_hits / max(sum(len(p.input) for p in examples.pairs), 1)),
+      'edit_label_accuracy': float(label_hits / positions),
+  }
+  return results, predictions
+
+
+def _save_json(path: str, obj: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump(obj, f, indent=2, ensure_ascii=False)
+  os.replace(tmp, path)
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """Datasets, vocabulary and labelled examples for ``config`` (validated first)."""
+  config_lib.validate(config)
+  train_pairs, eval_pairs = data_lib.get_datasets(config.data, config.seed)
+  lengths = bucket_lengths(config.data)
+  train_pairs = filter_overlong(train_pairs, lengths[-1], config.data.skip_overlong, 'train')
+  eval_pairs = filter_overlong(eval_pairs, lengths[-1], config.data.skip_overlong, 'eval')
+  if not train_pairs or not eval_pairs:
+    raise ValueError(f'Empty dataset after filtering: {len(train_pairs)} train and '
+                     f'{len(eval_pairs)} eval examples.')
+  vocab = np.asarray(data_lib.vocabulary(train_pairs), np.int32)
+  make = functools.partial(make_examples, vocab=vocab, lengths=lengths,
+                           max_insertions=config.model.max_insertions,
+                           alignment=config.data.alignment)
+  return vocab, make(train_pairs, split='train'), make(eval_pairs, split='eval')
+
+
+def _log_samples(examples: Examples, predictions: list[str], count: int) -> None:
+  for pair, pred in list(zip(examples.pairs, predictions))[:count]:
+    mark = 'ok ' if pred == pair.target else 'BAD'
+    logging.info('  %s %r -> %r (target %r)', mark, pair.input, pred, pair.target)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
+
+  Returns the final evaluation metrics, also written to ``workdir/results.json``.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  try:
+    vocab, train_ex, eval_ex = load_data(config)
+  except ValueError as e:
+    raise InputError(str(e)) from e
+  logging.info('Data: %d train, %d eval examples; vocabulary of %d characters.',
+               len(train_ex), len(eval_ex), len(vocab))
+  _save_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+  _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])
+  budgets = [graphs_lib.Budget(config.batch_size, length, config.model.skip_window)
+             for length in bucket_lengths(config.data)]
+  model = models.create_model(config.model, len(vocab))
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = create_train_state(init_rng, config, model, budgets[0])
+  ckpt = checkpoints.Checkpointer(workdir)
+  writer = metrics_lib.JsonlWriter(workdir)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(state)
+    writer.truncate_after(int(state.step))
+    logging.info('Resumed from the checkpoint of step %d.', int(state.step))
+  start_step, t0 = int(state.step), time.time()
+  t_log, s_log = t0, start_step
+  results = preds = None
+  schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
+  for step in range(start_step, config.num_train_steps):
+    idx = schedule.indices(step)
+    batch = make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]])
+    batch = jax.tree.map(jnp.asarray, batch)
+    state, step_metrics = train_step(state, batch, jax.random.fold_in(step_rng, step),
+                                     loss_mode=config.loss.mode)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == config.num_train_steps:
+      scalars = {f'train/{k}': float(v) for k, v in jax.device_get(step_metrics).items()}
+      if not np.isfinite(scalars['train/loss']):
+        raise FloatingPointError(f'Non-finite training loss between steps {s_log} and {done}.')
+      now = time.time()
+      rate = (done - s_log) / max(now - t_log, 1e-9)
+      scalars['train/steps_per_sec'] = rate
+      writer.write(done, scalars)
+      logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %.0f s', done,
+                   config.num_train_steps, scalars['train/loss'], rate,
+                   (config.num_train_steps - done) / rate)
+      t_log, s_log = now, done
+    if done % config.eval_every_steps == 0 or done == config.num_train_steps:
+      results, preds = evaluate(state, eval_ex, budgets, vocab)
+      writer.write(done, {f'eval/{k}': v for k, v in results.items()})
+      logging.info('eval at step %d: %s', done,
+                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
+      _log_samples(eval_ex, preds, config.num_eval_samples)
+    if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
+      ckpt.save(done, state)
+  ckpt.close()
+  if results is None or s_log != config.num_train_steps:  # Nothing left to train, or no final eval.
+    results, preds = evaluate(state, eval_ex, budgets, vocab)
+  results.update(step=int(state.step), train_seconds=time.time() - t0)
+  _save_json(os.path.join(workdir, 'results.json'), {
+      **results, 'samples': [{'input': p.input, 'prediction': q, 'target': p.target}
+                             for p, q in list(zip(eval_ex.pairs, preds))[:20]]})
+  return results

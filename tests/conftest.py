@@ -1,0 +1,39 @@
+"""Shared test settings: a persistent compilation cache and a tiny config."""
+
+import os
+
+import jax
+import pytest
+
+from grapheme_jax import config_lib
+
+# Compiled programs are reused across test runs (and across the processes of pytest-xdist).
+jax.config.update('jax_compilation_cache_dir',
+                  os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def tiny_config():
+  """A config small enough to compile and train in seconds on 2 CPU cores."""
+  config = config_lib.base_config()
+  config.batch_size = 8
+  config.num_train_steps = 20
+  config.log_every_steps = 5
+  config.eval_every_steps = 10
+  config.checkpoint_every_steps = 10
+  config.data.name = 'kindergarten'
+  config.data.bucket_lengths = (16,)
+  config.data.max_length = 32
+  config.model.embed_dim = 16
+  config.model.hidden_dim = 32
+  config.model.num_layers = 2
+  config.model.num_heads = 2
+  config.model.codepoint_buckets = 256
+  config.model.max_relative_offset = 8
+  config.optimizer.warmup_steps = 5
+  return config
+
+
+@pytest.fixture
+def config():
+  return tiny_config()

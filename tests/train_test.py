@@ -1,0 +1,140 @@
+"""Tests for labelling, batching, the train step, overfitting, and the end-to-end loop."""
+
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from grapheme_jax import data, edits, graphs, models, train
+
+# Pairs that exercise every kind of edit: insertion before the first character, into an empty
+# input, deletion to empty, substitutions, several insertions in one slot, non-ASCII.
+PAIRS = [
+    data.Pair('bc', 'abc'), data.Pair('', 'xy'), data.Pair('xyz', ''), data.Pair('(+ 1 2)', '3'),
+    data.Pair('cat', 'act'), data.Pair('hello', 'hello!!'), data.Pair('Zürich', 'Zurich'),
+    data.Pair('ab', 'ba'),
+]
+
+
+def _examples(pairs, vocab=None, lengths=(8, 16), k=8, alignment='levenshtein'):
+  vocab = np.asarray(data.vocabulary(pairs) if vocab is None else vocab, np.int32)
+  return vocab, train.make_examples(pairs, vocab, lengths, k, 'test', alignment)
+
+
+def _decode(examples, vocab, i, ops, char_ids, ins_ids):
+  source = examples.pairs[i].input
+  return edits.apply_edits(source, train.predictions_to_edits(source, ops, char_ids, ins_ids, vocab))
+
+
+@pytest.mark.parametrize('alignment', ['levenshtein', 'positional'])
+def test_gold_labels_decode_to_the_target_on_every_math_level(alignment):
+  pairs = [p for level in range(1, 8) for p in data.math_problems(level)[::7]] + PAIRS
+  pairs += data.kindergarten()
+  vocab, ex = _examples(pairs, lengths=(16, 32), alignment=alignment)
+  for i in range(len(ex)):
+    assert _decode(ex, vocab, i, ex.ops[i], ex.char_ids[i], ex.ins_ids[i]) == pairs[i].target
+
+
+def test_too_many_insertions_is_an_error_naming_the_example():
+  with pytest.raises(ValueError, match=r"test example 1 needs 9 characters.*max_insertions=8"):
+    _examples([data.Pair('a', 'a'), data.Pair('a', 'abcdefghij')])
+
+
+def test_overlong_examples_error_or_are_skipped_and_counted():
+  pairs = [data.Pair('abc', 'd'), data.Pair('x' * 9, 'y')]
+  with pytest.raises(ValueError, match=r"train example 1 does not fit data.max_length=8"):
+    train.filter_overlong(pairs, 8, skip=False, split='train')
+  assert train.filter_overlong(pairs, 8, skip=True, split='train') == pairs[:1]
+
+
+def test_buckets_are_the_smallest_that_fit():
+  _, ex = _examples([data.Pair('a' * 8, 'b'), data.Pair('a', 'b' * 9), data.Pair('', '')])
+  assert ex.bucket.tolist() == [0, 1, 0]
+
+
+def test_batch_schedule_is_deterministic_and_covers_each_epoch_once():
+  bucket = np.array([0] * 10 + [1] * 7)
+  a, b = train.BatchSchedule(bucket, 4, seed=3), train.BatchSchedule(bucket, 4, seed=3)
+  assert a.steps_per_epoch == 3 + 2
+  epoch = [a.indices(s) for s in range(a.steps_per_epoch)]
+  assert sorted(np.concatenate(epoch).tolist()) == list(range(17))
+  assert all(len(set(bucket[i])) == 1 for i in epoch)  # A batch never mixes buckets.
+  for step in [7, 2, 11, 0]:  # Any order of access gives the same batches.
+    np.testing.assert_array_equal(a.indices(step), b.indices(step))
+
+
+@pytest.fixture(scope='module')
+def setup():
+  config = tiny_config()
+  vocab, ex = _examples(PAIRS)
+  budget = graphs.Budget(config.batch_size, 8, config.model.skip_window)
+  model = models.create_model(config.model, len(vocab))
+  state = train.create_train_state(jax.random.key(0), config, model, budget)
+  return config, vocab, ex, budget, state
+
+
+def _batch(ex, idx, budget):
+  return jax.tree.map(jnp.asarray, train.make_batch(ex, np.asarray(idx), budget))
+
+
+def test_train_step_is_finite_and_never_retraces(setup):
+  config, _, ex, budget, state = setup
+  step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=1),
+                 static_argnames='loss_mode')
+  small = [i for i in range(len(ex)) if ex.bucket[i] == 0]
+  for i, idx in enumerate([small[:3], small[3:], small[::-1]]):
+    state, metrics = step(state, _batch(ex, idx, budget), jax.random.key(i))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert int(state.step) == 3
+
+
+def test_predictions_do_not_depend_on_batch_neighbours_or_padding(setup):
+  config, vocab, ex, budget, state = setup
+  big = graphs.Budget(config.batch_size, 16, config.model.skip_window)
+  out_a = train.predict_step(state, _batch(ex, [0], budget)['graphs'], length=8)
+  out_b = train.predict_step(state, _batch(ex, [4, 1, 0], big)['graphs'], length=16)
+  for key in out_a:
+    np.testing.assert_array_equal(out_a[key][0, :3], out_b[key][2, :3])
+
+
+def test_overfits_a_handful_of_pairs():
+  config = tiny_config()
+  config.model.dropout_rate = 0.0
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.learning_rate = 3e-3
+  config.num_train_steps = 300
+  vocab, ex = _examples(PAIRS)
+  budgets = [graphs.Budget(config.batch_size, n, 2) for n in (8, 16)]
+  model = models.create_model(config.model, len(vocab))
+  state = train.create_train_state(jax.random.key(0), config, model, budgets[0])
+  batch = _batch(ex, np.arange(len(ex)), budgets[0])
+  for step in range(config.num_train_steps):
+    state, _ = train.train_step(state, batch, jax.random.key(step))
+  results, predictions = train.evaluate(state, ex, budgets, vocab)
+  assert predictions == [p.target for p in PAIRS]
+  assert results['exact_match'] == 1.0 and results['edit_label_accuracy'] == 1.0
+
+
+def _steps(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line)['step'] for line in f]
+
+
+def test_train_and_evaluate_writes_files_and_resumes(tmp_path):
+  config = tiny_config()
+  workdir = str(tmp_path)
+  results = train.train_and_evaluate(config, workdir)
+  for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'results.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert results['step'] == 20 and 0.0 <= results['exact_match'] <= 1.0
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
+  assert _steps(workdir) == [5, 10, 10, 15, 20, 20]  # train/eval records, no duplicates.
+  config.num_train_steps = 30
+  results = train.train_and_evaluate(config, workdir)  # Resumes at 20, trains 10 more.
+  assert results['step'] == 30
+  assert _steps(workdir) == [5, 10, 10, 15, 20, 20, 25, 30, 30]
