@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.skip_overlong = False
   # How gold edit labels align the target to the input: 'levenshtein' (a minimum-edit DP
   # alignment) or 'positional' (target written left-aligned over the input; see edits.py).
-  config.data.alignment = 'levenshtein'
+  config.data.alignment = 'positional'
 
   config.model = ml_collections.ConfigDict()
   config.model.skip_window = 2
@@ -65,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
   config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.1
+  config.optimizer.weight_decay = 1.0  # Decoupled (AdamW): 1.0 beat 0.1 on held-out level 1.
   config.optimizer.grad_clip_norm = 1.0
 
   config.loss = ml_collections.ConfigDict()

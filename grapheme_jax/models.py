@@ -25,6 +25,8 @@ which is exact for every code point: no alphabet is fixed in the code.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jraph
@@ -126,7 +128,7 @@ class GraphEditModel(nn.Module):
   attention: bool = True
   dropout_rate: float = 0.1
   codepoint_buckets: int = 4096
-  max_insertions: int = 4
+  max_insertions: int = 8
   mlp_ratio: int = 2
   max_offset: int = 32
 
@@ -174,12 +176,20 @@ class GraphEditModel(nn.Module):
 
 
 def create_model(model_config, vocab_size: int) -> GraphEditModel:
-  """Builds the model from the ``config.model`` section."""
-  return GraphEditModel(
-      vocab_size=vocab_size, skip_window=model_config.skip_window,
-      embed_dim=model_config.embed_dim, hidden_dim=model_config.hidden_dim,
-      num_layers=model_config.num_layers, num_heads=model_config.num_heads,
-      message_passing=model_config.message_passing, attention=model_config.attention,
-      dropout_rate=model_config.dropout_rate, codepoint_buckets=model_config.codepoint_buckets,
-      max_insertions=model_config.max_insertions, mlp_ratio=model_config.mlp_ratio,
-      max_offset=model_config.max_relative_offset)
+  """Builds the model from the ``config.model`` section.
+
+  Equal settings return the same instance, so its ``apply`` (static data of the train state) is
+  equal too and jitted steps are not compiled again for a new but identical model.
+  """
+  c = model_config
+  return _model(
+      vocab_size=vocab_size, skip_window=c.skip_window, embed_dim=c.embed_dim,
+      hidden_dim=c.hidden_dim, num_layers=c.num_layers, num_heads=c.num_heads,
+      message_passing=c.message_passing, attention=c.attention, dropout_rate=c.dropout_rate,
+      codepoint_buckets=c.codepoint_buckets, max_insertions=c.max_insertions,
+      mlp_ratio=c.mlp_ratio, max_offset=c.max_relative_offset)
+
+
+@functools.lru_cache(maxsize=32)
+def _model(**kwargs) -> GraphEditModel:
+  return GraphEditModel(**kwargs)

@@ -187,16 +187,23 @@ class TrainState(train_state.TrainState):
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """AdamW with linear warm-up and cosine decay, after global-norm gradient clipping."""
   opt = config.optimizer
+  return _optimizer(opt.learning_rate, min(opt.warmup_steps, config.num_train_steps),
+                    config.num_train_steps, opt.end_learning_rate_factor, opt.b1, opt.b2, opt.eps,
+                    opt.weight_decay, opt.grad_clip_norm)
+
+
+# Cached so that equal configs give the *same* optimizer object: it is static data of the train
+# state, and an equal-but-new one would make every jitted step compile again (sweeps, tests).
+@functools.lru_cache(maxsize=32)
+def _optimizer(learning_rate, warmup_steps, decay_steps, end_factor, b1, b2, eps, weight_decay,
+               clip_norm) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt.learning_rate,
-      warmup_steps=min(opt.warmup_steps, config.num_train_steps),
-      decay_steps=config.num_train_steps,
-      end_value=opt.learning_rate * opt.end_learning_rate_factor)
+      init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
+      decay_steps=decay_steps, end_value=learning_rate * end_factor)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
   return optax.chain(
-      optax.clip_by_global_norm(opt.grad_clip_norm),
-      optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
-                  mask=decay_mask))
+      optax.clip_by_global_norm(clip_norm),
+      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
 
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model: models.GraphEditModel,
@@ -386,7 +393,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if results is None or s_log != config.num_train_steps:  # Nothing left to train, or no final eval.
     results, preds = evaluate(state, eval_ex, budgets, vocab)
   results.update(step=int(state.step), train_seconds=time.time() - t0)
-  _save_json(os.path.join(workdir, 'results.json'), {
-      **results, 'samples': [{'input': p.input, 'prediction': q, 'target': p.target}
-                             for p, q in list(zip(eval_ex.pairs, preds))[:20]]})
+  _save_json(os.path.join(workdir, 'results.json'), results)
+  with open(os.path.join(workdir, 'predictions.jsonl'), 'w', encoding='utf-8') as f:
+    for pair, pred in zip(eval_ex.pairs, preds):
+      f.write(json.dumps({'input': pair.input, 'prediction': pred, 'target': pair.target}) + '\n')
   return results

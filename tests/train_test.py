@@ -129,7 +129,7 @@ def test_train_and_evaluate_writes_files_and_resumes(tmp_path):
   config = tiny_config()
   workdir = str(tmp_path)
   results = train.train_and_evaluate(config, workdir)
-  for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'results.json'):
+  for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'results.json', 'predictions.jsonl'):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert results['step'] == 20 and 0.0 <= results['exact_match'] <= 1.0
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']

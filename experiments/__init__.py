@@ -1,0 +1,1 @@
+"""Experiment scripts: analyses and (later) sweeps and benchmarks over grapheme_jax runs."""

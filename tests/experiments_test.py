@@ -1,0 +1,14 @@
+"""Tests for the experiment scripts."""
+
+import json
+
+from experiments import breakdown
+
+
+def test_breakdown_groups_by_head_symbol(tmp_path):
+  records = [('(+ 1 2)', '3', '3'), ('(+ 2 2)', '5', '4'), ('(* 2 3)', '6', '6'), ('', 'x', 'x')]
+  with open(tmp_path / 'predictions.jsonl', 'w') as f:
+    for i, p, t in records:
+      f.write(json.dumps({'input': i, 'prediction': p, 'target': t}) + '\n')
+  assert breakdown.breakdown(str(tmp_path)) == {'': (1, 1), '*': (1, 1), '+': (1, 2)}
+  assert breakdown.head_symbol('(d/dx (sin x))') == 'd/dx'
