@@ -5,8 +5,8 @@ which position 0 is a learned global token (one per graph, like jraph's ``global
 ``i + 1`` is node ``i``. Each block does, as configured:
 
 * message passing over the ``GraphsTuple``'s own edges (forward and reverse messages, summed with
-  ``jax.ops.segment_sum``, conditioned on the edge feature = the edge's distance) plus a global
-  update from the mean of the nodes;
+  ``jax.ops.segment_sum``, conditioned on the edge feature = the edge's distance, plus the graph's
+  global state, as in jraph's ``GraphNetwork``) and a global update from the mean of the nodes;
 * masked multi-head self-attention within each graph, with a learned bias per head for each
   relative offset (so the text graph's edge types are visible to attention);
 * a feed-forward block.
@@ -83,6 +83,9 @@ class MessagePassing(nn.Module):
     bwd = nn.Dense(self.hidden_dim, name='reverse')(flat[graphs.receivers]) + edge_emb
     agg = (jax.ops.segment_sum(fwd, graphs.receivers, num_nodes)
            + jax.ops.segment_sum(bwd, graphs.senders, num_nodes))
+    # Like jraph's GraphNetwork, the node update also sees its graph's global state.
+    glob = nn.Dense(self.hidden_dim, name='from_global')(h[:, 0])
+    agg = agg + glob[jnp.clip(graph_index, 0, h.shape[0] - 1)]
     upd = nn.Dense(self.hidden_dim, name='node_update')(nn.gelu(agg))
     # Nodes of the padding graph (graph_index == num real graphs) fall outside and are dropped.
     delta = jnp.zeros_like(h).at[graph_index, position + 1].add(upd, mode='drop')
