@@ -336,7 +336,8 @@ def _log_samples(examples: Examples, predictions: list[str], count: int) -> None
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
 
-  Returns the final evaluation metrics, also written to ``workdir/results.json``.
+  Returns the final evaluation metrics, also written to ``workdir/results.json``; every held-out
+  prediction goes to ``workdir/predictions.jsonl``.
   """
   os.makedirs(workdir, exist_ok=True)
   try:
@@ -358,43 +359,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = ckpt.restore(state)
     writer.truncate_after(int(state.step))
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
-  start_step, t0 = int(state.step), time.time()
-  t_log, s_log = t0, start_step
-  results = preds = None
-  schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
-  for step in range(start_step, config.num_train_steps):
-    idx = schedule.indices(step)
-    batch = make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]])
-    batch = jax.tree.map(jnp.asarray, batch)
-    state, step_metrics = train_step(state, batch, jax.random.fold_in(step_rng, step),
-                                     loss_mode=config.loss.mode)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == config.num_train_steps:
-      scalars = {f'train/{k}': float(v) for k, v in jax.device_get(step_metrics).items()}
-      if not np.isfinite(scalars['train/loss']):
-        raise FloatingPointError(f'Non-finite training loss between steps {s_log} and {done}.')
-      now = time.time()
-      rate = (done - s_log) / max(now - t_log, 1e-9)
-      scalars['train/steps_per_sec'] = rate
-      writer.write(done, scalars)
-      logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %.0f s', done,
-                   config.num_train_steps, scalars['train/loss'], rate,
-                   (config.num_train_steps - done) / rate)
-      t_log, s_log = now, done
-    if done % config.eval_every_steps == 0 or done == config.num_train_steps:
-      results, preds = evaluate(state, eval_ex, budgets, vocab)
-      writer.write(done, {f'eval/{k}': v for k, v in results.items()})
-      logging.info('eval at step %d: %s', done,
-                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
-      _log_samples(eval_ex, preds, config.num_eval_samples)
-    if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
-      ckpt.save(done, state)
-  ckpt.close()
-  if results is None or s_log != config.num_train_steps:  # Nothing left to train, or no final eval.
-    results, preds = evaluate(state, eval_ex, budgets, vocab)
+  t0 = time.time()
+  evaluate_fn = functools.partial(evaluate, examples=eval_ex, budgets=budgets, vocab=vocab)
+  try:  # Pending asynchronous checkpoint saves complete even if training fails.
+    state, final = _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt,
+                               writer, eval_ex)
+  finally:
+    ckpt.close()
+  results, preds = final if final is not None else evaluate_fn(state)
   results.update(step=int(state.step), train_seconds=time.time() - t0)
   _save_json(os.path.join(workdir, 'results.json'), results)
   with open(os.path.join(workdir, 'predictions.jsonl'), 'w', encoding='utf-8') as f:
     for pair, pred in zip(eval_ex.pairs, preds):
       f.write(json.dumps({'input': pair.input, 'prediction': pred, 'target': pair.target}) + '\n')
   return results
+
+
+def _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex):
+  """Trains from ``state.step`` to the end; returns the state and the last step's evaluation."""
+  schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
+  t_log, s_log, final = time.time(), int(state.step), None
+  for step in range(int(state.step), config.num_train_steps):
+    idx = schedule.indices(step)
+    batch = jax.tree.map(jnp.asarray, make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]))
+    state, step_metrics = train_step(state, batch, jax.random.fold_in(step_rng, step),
+                                     loss_mode=config.loss.mode)
+    done, last = step + 1, step + 1 == config.num_train_steps
+    if done % config.log_every_steps == 0 or last:
+      scalars = {f'train/{k}': float(v) for k, v in jax.device_get(step_metrics).items()}
+      if not np.isfinite(scalars['train/loss']):
+        raise FloatingPointError(f'Non-finite training loss between steps {s_log} and {done}.')
+      now = time.time()
+      scalars['train/steps_per_sec'] = rate = (done - s_log) / max(now - t_log, 1e-9)
+      writer.write(done, scalars)
+      logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %.0f s', done,
+                   config.num_train_steps, scalars['train/loss'], rate,
+                   (config.num_train_steps - done) / rate)
+      t_log, s_log = now, done
+    if done % config.eval_every_steps == 0 or last:
+      results, preds = evaluate_fn(state)
+      writer.write(done, {f'eval/{k}': v for k, v in results.items()})
+      logging.info('eval at step %d: %s', done,
+                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
+      _log_samples(eval_ex, preds, config.num_eval_samples)
+      final = (results, preds) if last else None
+    if done % config.checkpoint_every_steps == 0 or last:
+      ckpt.save(done, state)
+  return state, final

@@ -138,3 +138,33 @@ def test_train_and_evaluate_writes_files_and_resumes(tmp_path):
   results = train.train_and_evaluate(config, workdir)  # Resumes at 20, trains 10 more.
   assert results['step'] == 30
   assert _steps(workdir) == [5, 10, 10, 15, 20, 20, 25, 30, 30]
+
+
+class _Crash(Exception):
+  pass
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+  config = tiny_config()
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  real_step = train.train_step
+
+  def crashing_step(state, *args, **kwargs):
+    if int(state.step) == 17:  # After the checkpoint of step 10, before the one of step 20.
+      raise _Crash()
+    return real_step(state, *args, **kwargs)
+
+  monkeypatch.setattr(train, 'train_step', crashing_step)
+  with pytest.raises(_Crash):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  monkeypatch.setattr(train, 'train_step', real_step)
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+
+  def records(name):
+    with open(tmp_path / name / 'metrics.jsonl') as f:
+      return [{k: v for k, v in json.loads(line).items() if 'per_sec' not in k} for line in f]
+
+  assert records('resumed') == records('straight')  # Bitwise-equal losses, no duplicate steps.
+  drop_time = lambda r: {k: v for k, v in r.items() if k != 'train_seconds'}  # noqa: E731
+  assert drop_time(resumed) == drop_time(straight)
