@@ -15,7 +15,8 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int = 3):
     directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self._manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+      directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

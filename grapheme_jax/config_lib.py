@@ -53,7 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.message_passing = True
   config.model.attention = True
   config.model.dropout_rate = 0.1
-  config.model.codepoint_buckets = 4096  # Factorised code-point embedding: exact for all of Unicode.
+  # Code-point embedding E_lo[cp % buckets] + E_hi[cp // buckets]: exact for all of Unicode.
+  config.model.codepoint_buckets = 4096
   # Characters one insertion slot can hold (slot 0: before the first character, slot i + 1:
   # after character i). An example whose gold edits need more is an error naming it.
   config.model.max_insertions = 8
@@ -80,30 +81,55 @@ def _check(cond: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` with a one-line message naming the first bad key."""
-  _check(config.loss.mode in LOSS_MODES,
-         f'loss.mode={config.loss.mode!r}, expected one of {LOSS_MODES}.')
-  _check(config.data.name in DATA_NAMES,
-         f'data.name={config.data.name!r}, expected one of {DATA_NAMES}.')
-  _check(config.data.alignment in ALIGNMENTS,
-         f'data.alignment={config.data.alignment!r}, expected one of {ALIGNMENTS}.')
-  for key in ('num_train_steps', 'batch_size', 'log_every_steps', 'eval_every_steps',
-              'checkpoint_every_steps'):
-    _check(isinstance(config[key], int) and config[key] >= 1, f'{key}={config[key]!r} must be >= 1.')
+  _check(
+    config.loss.mode in LOSS_MODES, f'loss.mode={config.loss.mode!r}, expected one of {LOSS_MODES}.'
+  )
+  _check(
+    config.data.name in DATA_NAMES, f'data.name={config.data.name!r}, expected one of {DATA_NAMES}.'
+  )
+  _check(
+    config.data.alignment in ALIGNMENTS,
+    f'data.alignment={config.data.alignment!r}, expected one of {ALIGNMENTS}.',
+  )
+  for key in (
+    'num_train_steps',
+    'batch_size',
+    'log_every_steps',
+    'eval_every_steps',
+    'checkpoint_every_steps',
+  ):
+    value = config[key]
+    _check(isinstance(value, int) and value >= 1, f'{key}={value!r} must be >= 1.')
   _check(config.data.max_length >= 1, f'data.max_length={config.data.max_length} must be >= 1.')
-  _check(0.0 < config.data.eval_fraction < 1.0,
-         f'data.eval_fraction={config.data.eval_fraction} must be in (0, 1).')
-  _check(config.model.skip_window >= 1,
-         f'model.skip_window={config.model.skip_window} must be >= 1.')
-  _check(config.model.message_passing or config.model.attention,
-         'model.message_passing and model.attention are both off: nodes would not interact.')
-  _check(config.model.hidden_dim % config.model.num_heads == 0,
-         f'model.hidden_dim={config.model.hidden_dim} is not divisible by '
-         f'model.num_heads={config.model.num_heads}.')
-  _check(config.model.max_insertions >= 1,
-         f'model.max_insertions={config.model.max_insertions} must be >= 1.')
-  _check(0.0 <= config.model.dropout_rate < 1.0,
-         f'model.dropout_rate={config.model.dropout_rate} must be in [0, 1).')
-  _check(config.optimizer.learning_rate > 0,
-         f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.')
-  _check(config.optimizer.weight_decay >= 0,
-         f'optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0.')
+  _check(
+    0.0 < config.data.eval_fraction < 1.0,
+    f'data.eval_fraction={config.data.eval_fraction} must be in (0, 1).',
+  )
+  _check(
+    config.model.skip_window >= 1, f'model.skip_window={config.model.skip_window} must be >= 1.'
+  )
+  _check(
+    config.model.message_passing or config.model.attention,
+    'model.message_passing and model.attention are both off: nodes would not interact.',
+  )
+  _check(
+    config.model.hidden_dim % config.model.num_heads == 0,
+    f'model.hidden_dim={config.model.hidden_dim} is not divisible by '
+    f'model.num_heads={config.model.num_heads}.',
+  )
+  _check(
+    config.model.max_insertions >= 1,
+    f'model.max_insertions={config.model.max_insertions} must be >= 1.',
+  )
+  _check(
+    0.0 <= config.model.dropout_rate < 1.0,
+    f'model.dropout_rate={config.model.dropout_rate} must be in [0, 1).',
+  )
+  _check(
+    config.optimizer.learning_rate > 0,
+    f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.',
+  )
+  _check(
+    config.optimizer.weight_decay >= 0,
+    f'optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0.',
+  )

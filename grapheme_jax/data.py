@@ -24,13 +24,13 @@ Notation of the math curriculum (every answer is exact or, for division, rounded
   integration.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
 import dataclasses
 import fractions
 import functools
 import itertools
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import ml_collections
 import numpy as np
@@ -282,7 +282,13 @@ def _level6() -> Iterator[Pair]:
 
 
 _LEVELS: dict[int, Callable[[], Iterator[Pair]]] = {
-    1: _level1, 2: _level2, 3: _level3, 4: _level4, 5: _level5, 6: _level6, 7: _level7,
+  1: _level1,
+  2: _level2,
+  3: _level3,
+  4: _level4,
+  5: _level5,
+  6: _level6,
+  7: _level7,
 }
 
 
@@ -293,13 +299,16 @@ _LEVELS: dict[int, Callable[[], Iterator[Pair]]] = {
 def _check_level(level: object) -> int:
   """Returns `level` as an int, or raises ValueError naming it and the valid range."""
   # bool is an int subclass and 1.0 == 1; both are almost certainly config mistakes.
-  if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not (
-      MIN_LEVEL <= level <= MAX_LEVEL):
+  if (
+    isinstance(level, bool)
+    or not isinstance(level, (int, np.integer))
+    or not (MIN_LEVEL <= level <= MAX_LEVEL)
+  ):
     raise ValueError(f'unknown math level {level!r}; valid levels are {MIN_LEVEL}..{MAX_LEVEL}')
   return int(level)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problems(level: int) -> tuple[Pair, ...]:
   """All problems of a level, sorted by input; cached because level 2 takes ~0.3 s."""
   pairs = sorted(_LEVELS[level](), key=lambda pair: pair.input)
@@ -324,8 +333,9 @@ def math_problems(level: int) -> list[Pair]:
   return list(_problems(_check_level(level)))
 
 
-def _split_level(level: int, seed: int, eval_fraction: float,
-                 max_per_level: int | None) -> tuple[list[Pair], list[Pair]]:
+def _split_level(
+  level: int, seed: int, eval_fraction: float, max_per_level: int | None
+) -> tuple[list[Pair], list[Pair]]:
   """Shuffles one level with its own rng stream and splits it into (train, eval)."""
   problems = _problems(level)
   # Seeding per (seed, level) keeps a level's split unchanged when other levels are added.
@@ -339,8 +349,9 @@ def _split_level(level: int, seed: int, eval_fraction: float,
   return train_pairs, eval_pairs
 
 
-def math_curriculum(levels: Sequence[int], seed: int, eval_fraction: float = 0.2,
-                    max_per_level: int | None = None) -> tuple[list[Pair], list[Pair]]:
+def math_curriculum(
+  levels: Sequence[int], seed: int, eval_fraction: float = 0.2, max_per_level: int | None = None
+) -> tuple[list[Pair], list[Pair]]:
   """Builds deterministic train/eval splits of the math curriculum.
 
   Each level is shuffled with `np.random.default_rng([seed, level])`, optionally truncated to
@@ -390,16 +401,16 @@ def _check_disjoint(train: Sequence[Pair], evaluation: Sequence[Pair]) -> None:
 # Kindergarten.
 
 KINDERGARTEN: tuple[Pair, ...] = (
-    Pair('How many legs cat have?', 'Cat have 4 legs'),
-    Pair('How many legs bird have?', 'Bird have 2 legs'),
-    Pair('How many legs spider have?', 'Spider have 8 legs'),
-    Pair('How many eyes fish have?', 'Fish have 2 eyes'),
-    Pair('How many wheels bike have?', 'Bike have 2 wheels'),
-    Pair('What color sky is?', 'Sky is blue'),
-    Pair('What color grass is?', 'Grass is green'),
-    Pair('What sound cow make?', 'Cow make moo'),
-    Pair('What sound dog make?', 'Dog make woof'),
-    Pair('Where fish live?', 'Fish live in water'),
+  Pair('How many legs cat have?', 'Cat have 4 legs'),
+  Pair('How many legs bird have?', 'Bird have 2 legs'),
+  Pair('How many legs spider have?', 'Spider have 8 legs'),
+  Pair('How many eyes fish have?', 'Fish have 2 eyes'),
+  Pair('How many wheels bike have?', 'Bike have 2 wheels'),
+  Pair('What color sky is?', 'Sky is blue'),
+  Pair('What color grass is?', 'Grass is green'),
+  Pair('What sound cow make?', 'Cow make moo'),
+  Pair('What sound dog make?', 'Dog make woof'),
+  Pair('Where fish live?', 'Fish live in water'),
 )
 
 
@@ -454,8 +465,9 @@ def _parse_line(path: str, number: int, line: str) -> Pair:
     if field not in record:
       raise ValueError(f'{where}: missing field {field!r}')
     if not isinstance(record[field], str):
-      raise ValueError(f'{where}: field {field!r} must be a string, got '
-                       f'{type(record[field]).__name__}')
+      raise ValueError(
+        f'{where}: field {field!r} must be a string, got {type(record[field]).__name__}'
+      )
   return Pair(record['input'], record['target'])
 
 
@@ -521,8 +533,10 @@ def get_datasets(config: ml_collections.ConfigDict, seed: int) -> tuple[list[Pai
     if not config.train_path:
       raise ValueError('data.train_path is required for data.name="jsonl"')
     if not config.eval_path:
-      raise ValueError('data.eval_path is required for data.name="jsonl" (we do not silently '
-                       'evaluate on training data)')
+      raise ValueError(
+        'data.eval_path is required for data.name="jsonl" (we do not silently '
+        'evaluate on training data)'
+      )
     return load_jsonl(config.train_path), load_jsonl(config.eval_path)
   raise ValueError(f'unknown data.name {name!r}; valid names are {", ".join(DATASET_NAMES)}')
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,7 @@ class EditLabels(NamedTuple):
     target_source: [B, M] int32, the source index target j is aligned to (KEEP/MODIFY), else -1.
     distance: [B] int32, the Levenshtein distance.
   """
+
   ops: jax.Array
   chars: jax.Array
   target_slot: jax.Array
@@ -120,20 +122,23 @@ def _edit_labels_single(source, source_len, target, target_len) -> EditLabels:
   t_char = target[jnp.clip(jj - 1, 0, big_m - 1)]
   s_char = source[jnp.clip(ii - 1, 0, big_l - 1)]
   op = jnp.where(is_diag, jnp.where(s_char == t_char, KEEP, MODIFY), DELETE)
-  fill = lambda size, v: jnp.full((size,), v, jnp.int32)
+
+  def fill(size, v):
+    return jnp.full((size,), v, jnp.int32)
+
   return EditLabels(
-      ops=fill(big_l, -1).at[src_idx].set(op, mode='drop'),
-      chars=fill(big_l, -1).at[src_idx].set(jnp.where(is_diag, t_char, -1), mode='drop'),
-      target_slot=fill(big_m, -2).at[tgt_idx].set(jnp.where(is_diag, -1, ii), mode='drop'),
-      target_source=fill(big_m, -1).at[tgt_idx].set(
-          jnp.where(is_diag, ii - 1, -1), mode='drop'),
-      distance=d[source_len, target_len],
+    ops=fill(big_l, -1).at[src_idx].set(op, mode='drop'),
+    chars=fill(big_l, -1).at[src_idx].set(jnp.where(is_diag, t_char, -1), mode='drop'),
+    target_slot=fill(big_m, -2).at[tgt_idx].set(jnp.where(is_diag, -1, ii), mode='drop'),
+    target_source=fill(big_m, -1).at[tgt_idx].set(jnp.where(is_diag, ii - 1, -1), mode='drop'),
+    distance=d[source_len, target_len],
   )
 
 
 @jax.jit
-def edit_labels(source: jax.Array, source_len: jax.Array, target: jax.Array,
-                target_len: jax.Array) -> EditLabels:
+def edit_labels(
+  source: jax.Array, source_len: jax.Array, target: jax.Array, target_len: jax.Array
+) -> EditLabels:
   """Computes Levenshtein edit labels for a batch of padded code-point sequences.
 
   See the module docstring for the label semantics and the tie-breaking rule. Values beyond
@@ -161,17 +166,18 @@ def _positional_labels_single(source, source_len, target, target_len) -> EditLab
   ops = jnp.where(i < source_len, ops, -1)
   real_j = j < target_len
   return EditLabels(
-      ops=ops,
-      chars=jnp.where(aligned, t_at_i, -1),
-      target_slot=jnp.where(real_j, jnp.where(j < source_len, -1, source_len), -2),
-      target_source=jnp.where(real_j & (j < source_len), j, -1),
-      distance=((ops == MODIFY) | (ops == DELETE)).sum() + jnp.maximum(target_len - source_len, 0),
+    ops=ops,
+    chars=jnp.where(aligned, t_at_i, -1),
+    target_slot=jnp.where(real_j, jnp.where(j < source_len, -1, source_len), -2),
+    target_source=jnp.where(real_j & (j < source_len), j, -1),
+    distance=((ops == MODIFY) | (ops == DELETE)).sum() + jnp.maximum(target_len - source_len, 0),
   )
 
 
 @jax.jit
-def positional_labels(source: jax.Array, source_len: jax.Array, target: jax.Array,
-                      target_len: jax.Array) -> EditLabels:
+def positional_labels(
+  source: jax.Array, source_len: jax.Array, target: jax.Array, target_len: jax.Array
+) -> EditLabels:
   """Edit labels that write the target left-aligned over the source, ignoring character matches.
 
   Source node `i < len(target)` becomes `target[i]` (KEEP if already equal, else MODIFY), later
@@ -187,9 +193,14 @@ def positional_labels(source: jax.Array, source_len: jax.Array, target: jax.Arra
 
 
 @functools.partial(jax.jit, static_argnames=('num_slots', 'max_insertions'))
-def insertion_targets(target: jax.Array, target_len: jax.Array, target_slot: jax.Array,
-                      num_slots: int, max_insertions: int,
-                      pad_char: int | jax.Array = -1) -> tuple[jax.Array, jax.Array]:
+def insertion_targets(
+  target: jax.Array,
+  target_len: jax.Array,
+  target_slot: jax.Array,
+  num_slots: int,
+  max_insertions: int,
+  pad_char: int | jax.Array = -1,
+) -> tuple[jax.Array, jax.Array]:
   """Gathers the characters inserted into each slot, in target order.
 
   Characters inserted into one slot are contiguous in the target (aligned pairs are monotone),
@@ -219,8 +230,11 @@ def insertion_targets(target: jax.Array, target_len: jax.Array, target_slot: jax
     chars = jnp.full((num_slots, max_insertions), pad_char, jnp.int32)
     return chars.at[slot, rank].set(t, mode='drop'), count
 
-  return jax.vmap(single)(jnp.asarray(target, jnp.int32), jnp.asarray(target_len, jnp.int32),
-                          jnp.asarray(target_slot, jnp.int32))
+  return jax.vmap(single)(
+    jnp.asarray(target, jnp.int32),
+    jnp.asarray(target_len, jnp.int32),
+    jnp.asarray(target_slot, jnp.int32),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +247,7 @@ class Edits:
     insertions: n + 1 strings; insertions[0] goes before the first source char, insertions[i + 1]
       right after source char i.
   """
+
   ops: tuple[int, ...]
   chars: tuple[int, ...]
   insertions: tuple[str, ...]
@@ -253,7 +268,7 @@ def _pad_codes(texts: Sequence[str], width: int, rows: int) -> tuple[np.ndarray,
   codes = np.zeros((rows, width), np.int32)
   lens = np.zeros((rows,), np.int32)
   for b, text in enumerate(texts):
-    codes[b, :len(text)] = [ord(c) for c in text]
+    codes[b, : len(text)] = [ord(c) for c in text]
     lens[b] = len(text)
   return codes, lens
 
@@ -286,12 +301,16 @@ def levenshtein_edits_batch(pairs: Sequence[tuple[str, str]]) -> list[Edits]:
   for b, (source, target) in enumerate(pairs):
     n = len(source)
     slots = [[] for _ in range(n + 1)]
-    for char, slot in zip(target, labels.target_slot[b, :len(target)].tolist()):
+    for char, slot in zip(target, labels.target_slot[b, : len(target)].tolist()):
       if slot >= 0:
         slots[slot].append(char)
-    out.append(Edits(ops=tuple(labels.ops[b, :n].tolist()),
-                     chars=tuple(labels.chars[b, :n].tolist()),
-                     insertions=tuple(''.join(s) for s in slots)))
+    out.append(
+      Edits(
+        ops=tuple(labels.ops[b, :n].tolist()),
+        chars=tuple(labels.chars[b, :n].tolist()),
+        insertions=tuple(''.join(s) for s in slots),
+      )
+    )
   return out
 
 
@@ -309,9 +328,10 @@ def apply_edits(source: str, edits: Edits) -> str:
   n = len(source)
   if len(edits.ops) != n or len(edits.chars) != n or len(edits.insertions) != n + 1:
     raise ValueError(
-        f'Edits do not fit a source of length {n}: got {len(edits.ops)} ops, '
-        f'{len(edits.chars)} chars and {len(edits.insertions)} insertion slots '
-        f'(expected {n}, {n} and {n + 1}).')
+      f'Edits do not fit a source of length {n}: got {len(edits.ops)} ops, '
+      f'{len(edits.chars)} chars and {len(edits.insertions)} insertion slots '
+      f'(expected {n}, {n} and {n + 1}).'
+    )
   pieces = [edits.insertions[0]]
   for i, (op, char) in enumerate(zip(edits.ops, edits.chars)):
     if op == KEEP:

@@ -2,15 +2,16 @@
 
 A string becomes a directed graph with one node per Unicode code point (see BUILD_NOTES.md for why
 code points and not grapheme clusters). Node ``i`` carries ``ord(text[i])``; there is an edge
-``i -> i + d`` for every distance ``d`` in ``1..skip_window`` (``d == 1``: sequential edge, ``d >= 2``:
-skip edge), whose feature is ``d``. With window ``w`` every ``w + 1`` consecutive characters form a
-clique (ignoring direction), which gives structural losses something real to match.
+``i -> i + d`` for every distance ``d`` in ``1..skip_window`` (``d == 1``: sequential edge,
+``d >= 2``: skip edge), whose feature is ``d``. With window ``w`` every ``w + 1`` consecutive
+characters form a clique (ignoring direction), which gives structural losses something real to
+match.
 
-Batches follow jraph's convention: ``batch_size`` real graph slots followed by one padding graph that
-owns every padding node and edge, so that shapes are fixed by a :class:`Budget` and the train step
-compiles once per budget. Slots not filled by an example hold empty graphs; which slots are real is
-carried by an explicit mask rather than inferred from node counts, because the empty string is a
-legitimate input.
+Batches follow jraph's convention: ``batch_size`` real graph slots followed by one padding graph
+that owns every padding node and edge, so that shapes are fixed by a :class:`Budget` and the train
+step compiles once per budget. Slots not filled by an example hold empty graphs; which slots are
+real is carried by an explicit mask rather than inferred from node counts, because the empty string
+is a legitimate input.
 """
 
 from __future__ import annotations
@@ -58,8 +59,14 @@ def text_to_graph(text: str, skip_window: int = 2) -> jraph.GraphsTuple:
     dists.append(np.full_like(s, d))
   senders, receivers, dists = (np.concatenate(a) for a in (senders, receivers, dists))
   return jraph.GraphsTuple(
-      nodes=nodes, edges=dists, senders=senders, receivers=receivers,
-      n_node=np.array([n], np.int32), n_edge=np.array([len(senders)], np.int32), globals=None)
+    nodes=nodes,
+    edges=dists,
+    senders=senders,
+    receivers=receivers,
+    n_node=np.array([n], np.int32),
+    n_edge=np.array([len(senders)], np.int32),
+    globals=None,
+  )
 
 
 def graph_to_text(graph: jraph.GraphsTuple) -> str:
@@ -78,8 +85,9 @@ def encode(texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarra
   lengths = np.zeros((len(texts),), np.int32)
   for i, text in enumerate(texts):
     if len(text) > max_length:
-      raise ValueError(f'text {i} has {len(text)} characters, more than max_length={max_length}: '
-                       f'{text[:40]!r}...')
+      raise ValueError(
+        f'text {i} has {len(text)} characters, more than max_length={max_length}: {text[:40]!r}...'
+      )
     codes[i, : len(text)] = [ord(c) for c in text]
     lengths[i] = len(text)
   return codes, lengths
@@ -122,8 +130,10 @@ def batch_graphs(texts: Sequence[str], budget: Budget) -> jraph.GraphsTuple:
     raise ValueError(f'{len(texts)} texts do not fit a batch of {budget.batch_size}.')
   for i, text in enumerate(texts):
     if len(text) > budget.max_length:
-      raise ValueError(f'text {i} has {len(text)} characters, more than the budget '
-                       f'max_length={budget.max_length}: {text[:40]!r}')
+      raise ValueError(
+        f'text {i} has {len(text)} characters, more than the budget '
+        f'max_length={budget.max_length}: {text[:40]!r}'
+      )
   texts = list(texts) + [''] * (budget.batch_size - len(texts))
   graphs = jraph.batch_np([text_to_graph(t, budget.skip_window) for t in texts])
   return jraph.pad_with_graphs(graphs, budget.n_node, budget.n_edge, budget.n_graph)

@@ -1,8 +1,9 @@
 """Training losses. For now: cross-entropy on the gold edit labels of the edit DP.
 
-Every loss is a masked mean over *positions* of the per-graph dense layout ``[B, 1 + L]``: position 0
-is the insertion slot before the first character, position ``i + 1`` is node ``i`` together with the
-insertion slot after it. Padding nodes, padding graphs and batch slots with weight 0 never count.
+Every loss is a masked mean over *positions* of the per-graph dense layout ``[B, 1 + L]``: position
+0 is the insertion slot before the first character, position ``i + 1`` is node ``i`` together with
+the insertion slot after it. Padding nodes, padding graphs and batch slots with weight 0 never
+count.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def position_mask(batch: dict[str, jax.Array]) -> jax.Array:
   return mask & (batch['weights'][:, None] > 0)
 
 
-def cross_entropy(outputs: dict[str, jax.Array], batch: dict[str, jax.Array]
-                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def cross_entropy(
+  outputs: dict[str, jax.Array], batch: dict[str, jax.Array]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Cross-entropy of the op, MODIFY-character and insertion heads against the gold edits.
 
   Per position: op CE + char CE (MODIFY nodes only) for the node, plus the CE of every insertion
@@ -45,8 +47,8 @@ def cross_entropy(outputs: dict[str, jax.Array], batch: dict[str, jax.Array]
   ins_ce = jnp.where(mask, ins_ce, 0.0)
   count = jnp.maximum(mask.sum(), 1)
   parts = {
-      'op_ce': op_ce.sum() / count,
-      'char_ce': char_ce.sum() / count,
-      'insert_ce': ins_ce.sum() / count,
+    'op_ce': op_ce.sum() / count,
+    'char_ce': char_ce.sum() / count,
+    'insert_ce': ins_ce.sum() / count,
   }
   return parts['op_ce'] + parts['char_ce'] + parts['insert_ce'], parts

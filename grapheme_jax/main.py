@@ -40,8 +40,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if isinstance(cause, KeyError):
       key = str(cause.args[0]).strip('"\'').split("'")[0]
       names = [a for a in argv[1:] if a.startswith('--config.') and f'.{key}' in a.split('=')[0]]
-      sys.exit(f'error: unknown config key {key!r} in {names[0] if names else "an override"}; '
-               f'see the config file for the valid keys.')
+      sys.exit(
+        f'error: unknown config key {key!r} in {names[0] if names else "an override"}; '
+        f'see the config file for the valid keys.'
+      )
     sys.exit(f'error: {e}')
 
 

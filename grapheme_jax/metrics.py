@@ -32,8 +32,10 @@ def char_edit_distance(predictions: Sequence[str], targets: Sequence[str]) -> fl
 
 def _check_same_length(predictions: Sequence[str], targets: Sequence[str]) -> None:
   if len(predictions) != len(targets) or not targets:
-    raise ValueError(f'need equally many predictions and targets, at least one; got '
-                     f'{len(predictions)} and {len(targets)}.')
+    raise ValueError(
+      f'need equally many predictions and targets, at least one; got '
+      f'{len(predictions)} and {len(targets)}.'
+    )
 
 
 class JsonlWriter:

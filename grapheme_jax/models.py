@@ -81,8 +81,9 @@ class MessagePassing(nn.Module):
     edge_emb = nn.Embed(self.skip_window + 1, self.hidden_dim, name='edge_embed')(graphs.edges)
     fwd = nn.Dense(self.hidden_dim, name='forward')(flat[graphs.senders]) + edge_emb
     bwd = nn.Dense(self.hidden_dim, name='reverse')(flat[graphs.receivers]) + edge_emb
-    agg = (jax.ops.segment_sum(fwd, graphs.receivers, num_nodes)
-           + jax.ops.segment_sum(bwd, graphs.senders, num_nodes))
+    agg = jax.ops.segment_sum(fwd, graphs.receivers, num_nodes) + jax.ops.segment_sum(
+      bwd, graphs.senders, num_nodes
+    )
     # Like jraph's GraphNetwork, the node update also sees its graph's global state.
     glob = nn.Dense(self.hidden_dim, name='from_global')(h[:, 0])
     agg = agg + glob[jnp.clip(graph_index, 0, h.shape[0] - 1)]
@@ -109,9 +110,13 @@ class RelativeAttention(nn.Module):
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(head_dim)
     n = h.shape[1]
-    offset = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -self.max_offset,
-                     self.max_offset) + self.max_offset
-    bias = self.param('offset_bias', nn.initializers.zeros, (self.num_heads, 2 * self.max_offset + 1))
+    offset = (
+      np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -self.max_offset, self.max_offset)
+      + self.max_offset
+    )
+    bias = self.param(
+      'offset_bias', nn.initializers.zeros, (self.num_heads, 2 * self.max_offset + 1)
+    )
     logits = logits + bias[:, offset][None]
     logits = jnp.where(mask[:, None, None, :], logits, -1e9)
     out = jnp.einsum('bhqk,bkhd->bqhd', jax.nn.softmax(logits, axis=-1), v)
@@ -136,8 +141,9 @@ class GraphEditModel(nn.Module):
   max_offset: int = 32
 
   @nn.compact
-  def __call__(self, graphs: jraph.GraphsTuple, *, length: int, train: bool
-               ) -> dict[str, jax.Array]:
+  def __call__(
+    self, graphs: jraph.GraphsTuple, *, length: int, train: bool
+  ) -> dict[str, jax.Array]:
     """Runs the network.
 
     Args:
@@ -150,7 +156,8 @@ class GraphEditModel(nn.Module):
     graph_index, position = node_layout(graphs)
     x = CodePointEmbed(self.embed_dim, self.codepoint_buckets)(graphs.nodes)
     x = nn.Dense(self.hidden_dim, name='input_proj')(
-        jnp.concatenate([x, sinusoidal(position, self.embed_dim)], axis=-1))
+      jnp.concatenate([x, sinusoidal(position, self.embed_dim)], axis=-1)
+    )
     glob = self.param('global_token', nn.initializers.normal(0.02), (self.hidden_dim,))
     h = jnp.broadcast_to(glob, (num_graphs, length, self.hidden_dim))
     h = h.at[graph_index, position + 1].set(x, mode='drop')
@@ -172,9 +179,9 @@ class GraphEditModel(nn.Module):
     nodes = h[:, 1:]
     ins = nn.DenseGeneral((self.max_insertions, self.vocab_size + 1), name='ins_head')(h)
     return {
-        'op_logits': nn.Dense(NUM_OPS, name='op_head')(nodes),
-        'char_logits': nn.Dense(self.vocab_size, name='char_head')(nodes),
-        'ins_logits': ins,
+      'op_logits': nn.Dense(NUM_OPS, name='op_head')(nodes),
+      'char_logits': nn.Dense(self.vocab_size, name='char_head')(nodes),
+      'ins_logits': ins,
     }
 
 
@@ -186,11 +193,20 @@ def create_model(model_config, vocab_size: int) -> GraphEditModel:
   """
   c = model_config
   return _model(
-      vocab_size=vocab_size, skip_window=c.skip_window, embed_dim=c.embed_dim,
-      hidden_dim=c.hidden_dim, num_layers=c.num_layers, num_heads=c.num_heads,
-      message_passing=c.message_passing, attention=c.attention, dropout_rate=c.dropout_rate,
-      codepoint_buckets=c.codepoint_buckets, max_insertions=c.max_insertions,
-      mlp_ratio=c.mlp_ratio, max_offset=c.max_relative_offset)
+    vocab_size=vocab_size,
+    skip_window=c.skip_window,
+    embed_dim=c.embed_dim,
+    hidden_dim=c.hidden_dim,
+    num_layers=c.num_layers,
+    num_heads=c.num_heads,
+    message_passing=c.message_passing,
+    attention=c.attention,
+    dropout_rate=c.dropout_rate,
+    codepoint_buckets=c.codepoint_buckets,
+    max_insertions=c.max_insertions,
+    mlp_ratio=c.mlp_ratio,
+    max_offset=c.max_relative_offset,
+  )
 
 
 @functools.lru_cache(maxsize=32)

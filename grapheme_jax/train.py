@@ -26,14 +26,10 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from grapheme_jax import checkpoints
-from grapheme_jax import config_lib
+from grapheme_jax import checkpoints, config_lib, edits, losses, models
 from grapheme_jax import data as data_lib
-from grapheme_jax import edits
 from grapheme_jax import graphs as graphs_lib
-from grapheme_jax import losses
 from grapheme_jax import metrics as metrics_lib
-from grapheme_jax import models
 
 IGNORE = losses.IGNORE
 
@@ -75,27 +71,42 @@ def to_vocab_ids(codes: np.ndarray, vocab: np.ndarray) -> np.ndarray:
   return np.where((vocab[idx] == codes) & (codes >= 0), idx, IGNORE).astype(np.int32)
 
 
-def filter_overlong(pairs: Sequence[data_lib.Pair], max_length: int, skip: bool, split: str
-                    ) -> list[data_lib.Pair]:
+def filter_overlong(
+  pairs: Sequence[data_lib.Pair], max_length: int, skip: bool, split: str
+) -> list[data_lib.Pair]:
   """Raises on (or, if ``skip``, drops and counts) pairs longer than the budget; never truncates."""
   kept = [p for p in pairs if len(p.input) <= max_length and len(p.target) <= max_length]
   if len(kept) < len(pairs):
-    i, bad = next((i, p) for i, p in enumerate(pairs)
-                  if len(p.input) > max_length or len(p.target) > max_length)
+    i, bad = next(
+      (i, p) for i, p in enumerate(pairs) if len(p.input) > max_length or len(p.target) > max_length
+    )
     if not skip:
       raise ValueError(
-          f'{split} example {i} does not fit data.max_length={max_length} (input has '
-          f'{len(bad.input)} characters, target {len(bad.target)}): {bad.input[:60]!r} -> '
-          f'{bad.target[:60]!r}. Raise --config.data.max_length, or set '
-          f'--config.data.skip_overlong=True to skip such examples.')
-    logging.warning('Skipped %d of %d %s examples longer than data.max_length=%d (first: #%d).',
-                    len(pairs) - len(kept), len(pairs), split, max_length, i)
+        f'{split} example {i} does not fit data.max_length={max_length} (input has '
+        f'{len(bad.input)} characters, target {len(bad.target)}): {bad.input[:60]!r} -> '
+        f'{bad.target[:60]!r}. Raise --config.data.max_length, or set '
+        f'--config.data.skip_overlong=True to skip such examples.'
+      )
+    logging.warning(
+      'Skipped %d of %d %s examples longer than data.max_length=%d (first: #%d).',
+      len(pairs) - len(kept),
+      len(pairs),
+      split,
+      max_length,
+      i,
+    )
   return kept
 
 
-def make_examples(pairs: Sequence[data_lib.Pair], vocab: np.ndarray, lengths: Sequence[int],
-                  max_insertions: int, split: str, alignment: str = 'levenshtein',
-                  chunk: int = 1024) -> Examples:
+def make_examples(
+  pairs: Sequence[data_lib.Pair],
+  vocab: np.ndarray,
+  lengths: Sequence[int],
+  max_insertions: int,
+  split: str,
+  alignment: str = 'levenshtein',
+  chunk: int = 1024,
+) -> Examples:
   """Labels every pair (``alignment``: 'levenshtein' DP or 'positional') as vocabulary ids."""
   if alignment == 'levenshtein':
     label_fn = edits.edit_labels
@@ -110,11 +121,14 @@ def make_examples(pairs: Sequence[data_lib.Pair], vocab: np.ndarray, lengths: Se
   for start in range(0, len(pairs), chunk):  # Fixed chunk shape: the DP compiles once.
     sl = slice(start, start + chunk)
     pad = chunk - len(source[sl])
-    args = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-            for a in (source[sl], source_len[sl], target[sl], target_len[sl])]
+    args = [
+      np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+      for a in (source[sl], source_len[sl], target[sl], target_len[sl])
+    ]
     labels = label_fn(*args)
-    ic, cnt = edits.insertion_targets(args[2], args[3], labels.target_slot, num_slots=max_length + 1,
-                                      max_insertions=max_insertions)
+    ic, cnt = edits.insertion_targets(
+      args[2], args[3], labels.target_slot, num_slots=max_length + 1, max_insertions=max_insertions
+    )
     for out, a in zip((ops, chars, ins_chars, ins_count), (labels.ops, labels.chars, ic, cnt)):
       out.append(np.asarray(a)[: chunk - pad])
   ops, chars, ins_chars, ins_count = (np.concatenate(a) for a in (ops, chars, ins_chars, ins_count))
@@ -122,21 +136,29 @@ def make_examples(pairs: Sequence[data_lib.Pair], vocab: np.ndarray, lengths: Se
   if len(over):
     i, slot = over[0]
     raise ValueError(
-        f'{split} example {i} needs {ins_count[i, slot]} characters inserted in one slot, more than '
-        f'model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> {pairs[i].target[:60]!r}.'
-        f' Raise --config.model.max_insertions.')
+      f'{split} example {i} needs {ins_count[i, slot]} characters inserted in one slot, more '
+      f'than model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> '
+      f'{pairs[i].target[:60]!r}. Raise --config.model.max_insertions.'
+    )
   ins_ids = to_vocab_ids(ins_chars, vocab)
   k = np.arange(max_insertions)[None, None, :]
   ins_ids = np.where(k < ins_count[..., None], ins_ids, IGNORE)
   ins_ids = np.where(k == ins_count[..., None], len(vocab), ins_ids)  # End marker.
   longest = np.maximum(source_len, target_len)
   bucket = np.searchsorted(np.asarray(lengths), longest)  # Smallest bucket with length >= longest.
-  return Examples(tuple(pairs), source_len, ops.astype(np.int32), to_vocab_ids(chars, vocab),
-                  ins_ids.astype(np.int32), bucket.astype(np.int32))
+  return Examples(
+    tuple(pairs),
+    source_len,
+    ops.astype(np.int32),
+    to_vocab_ids(chars, vocab),
+    ins_ids.astype(np.int32),
+    bucket.astype(np.int32),
+  )
 
 
-def make_batch(examples: Examples, indices: np.ndarray, budget: graphs_lib.Budget
-               ) -> dict[str, Any]:
+def make_batch(
+  examples: Examples, indices: np.ndarray, budget: graphs_lib.Budget
+) -> dict[str, Any]:
   """The batch of ``examples[indices]``, padded to ``budget`` (extra slots get weight 0)."""
   n, pad, length = len(indices), budget.batch_size - len(indices), budget.max_length
 
@@ -145,12 +167,12 @@ def make_batch(examples: Examples, indices: np.ndarray, budget: graphs_lib.Budge
     return np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
 
   return {
-      'graphs': graphs_lib.batch_graphs([examples.pairs[i].input for i in indices], budget),
-      'source_len': rows(examples.source_len, fill=0),
-      'ops': rows(examples.ops, length),
-      'char_ids': rows(examples.char_ids, length),
-      'ins_ids': rows(examples.ins_ids, length + 1),
-      'weights': np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
+    'graphs': graphs_lib.batch_graphs([examples.pairs[i].input for i in indices], budget),
+    'source_len': rows(examples.source_len, fill=0),
+    'ops': rows(examples.ops, length),
+    'char_ids': rows(examples.char_ids, length),
+    'ins_ids': rows(examples.ins_ids, length + 1),
+    'weights': np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
   }
 
 
@@ -173,8 +195,11 @@ class BatchSchedule:
     epoch = step // self.steps_per_epoch
     if epoch != self._epoch:
       rng = np.random.default_rng([self._seed, epoch])
-      batches = [chunk for m in self._members
-                 for chunk in np.array_split(rng.permutation(m), -(-len(m) // self._batch_size))]
+      batches = [
+        chunk
+        for m in self._members
+        for chunk in np.array_split(rng.permutation(m), -(-len(m) // self._batch_size))
+      ]
       self._batches = [batches[i] for i in rng.permutation(len(batches))]
       self._epoch = epoch
     return self._batches[step % self.steps_per_epoch]
@@ -187,27 +212,45 @@ class TrainState(train_state.TrainState):
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """AdamW with linear warm-up and cosine decay, after global-norm gradient clipping."""
   opt = config.optimizer
-  return _optimizer(opt.learning_rate, min(opt.warmup_steps, config.num_train_steps),
-                    config.num_train_steps, opt.end_learning_rate_factor, opt.b1, opt.b2, opt.eps,
-                    opt.weight_decay, opt.grad_clip_norm)
+  return _optimizer(
+    opt.learning_rate,
+    min(opt.warmup_steps, config.num_train_steps),
+    config.num_train_steps,
+    opt.end_learning_rate_factor,
+    opt.b1,
+    opt.b2,
+    opt.eps,
+    opt.weight_decay,
+    opt.grad_clip_norm,
+  )
 
 
 # Cached so that equal configs give the *same* optimizer object: it is static data of the train
 # state, and an equal-but-new one would make every jitted step compile again (sweeps, tests).
 @functools.lru_cache(maxsize=32)
-def _optimizer(learning_rate, warmup_steps, decay_steps, end_factor, b1, b2, eps, weight_decay,
-               clip_norm) -> optax.GradientTransformation:
+def _optimizer(
+  learning_rate, warmup_steps, decay_steps, end_factor, b1, b2, eps, weight_decay, clip_norm
+) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
-      decay_steps=decay_steps, end_value=learning_rate * end_factor)
+    init_value=0.0,
+    peak_value=learning_rate,
+    warmup_steps=warmup_steps,
+    decay_steps=decay_steps,
+    end_value=learning_rate * end_factor,
+  )
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
   return optax.chain(
-      optax.clip_by_global_norm(clip_norm),
-      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
+    optax.clip_by_global_norm(clip_norm),
+    optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask),
+  )
 
 
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model: models.GraphEditModel,
-                       budget: graphs_lib.Budget) -> TrainState:
+def create_train_state(
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  model: models.GraphEditModel,
+  budget: graphs_lib.Budget,
+) -> TrainState:
   """Initialises parameters on a dummy batch of the budget's shape."""
   dummy = jax.tree.map(jnp.asarray, graphs_lib.batch_graphs([], budget))
   init = functools.partial(model.init, length=budget.max_length, train=False)
@@ -217,8 +260,13 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model:
 
 def compute_loss(params, state: TrainState, batch, rng, loss_mode: str):
   """The training loss of ``loss_mode`` and its metrics."""
-  outputs = state.apply_fn({'params': params}, batch['graphs'], length=batch['ops'].shape[1],
-                           train=True, rngs={'dropout': rng})
+  outputs = state.apply_fn(
+    {'params': params},
+    batch['graphs'],
+    length=batch['ops'].shape[1],
+    train=True,
+    rngs={'dropout': rng},
+  )
   if loss_mode == 'cross_entropy':
     loss, parts = losses.cross_entropy(outputs, batch)
   else:
@@ -231,8 +279,9 @@ def _global_norm(tree) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames='loss_mode', donate_argnums=0)
-def train_step(state: TrainState, batch, rng: jax.Array, loss_mode: str = 'cross_entropy'
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState, batch, rng: jax.Array, loss_mode: str = 'cross_entropy'
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step; returns the new state and scalar metrics (still on device)."""
   grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
   (loss, parts), grads = grad_fn(state.params, state, batch, rng, loss_mode)
@@ -245,17 +294,19 @@ def predict_step(state: TrainState, graphs, length: int) -> dict[str, jax.Array]
   """Greedy predictions: op per node, MODIFY char id per node, insertion ids per slot."""
   outputs = state.apply_fn({'params': state.params}, graphs, length=length, train=False)
   return {
-      'ops': jnp.argmax(outputs['op_logits'], -1),
-      'char_ids': jnp.argmax(outputs['char_logits'], -1),
-      'ins_ids': jnp.argmax(outputs['ins_logits'], -1),
+    'ops': jnp.argmax(outputs['op_logits'], -1),
+    'char_ids': jnp.argmax(outputs['char_logits'], -1),
+    'ins_ids': jnp.argmax(outputs['ins_logits'], -1),
   }
 
 
 def predictions_to_edits(source: str, ops, char_ids, ins_ids, vocab: np.ndarray) -> edits.Edits:
   """Turns one example's predicted arrays into an ``Edits`` (insertions stop at the end marker)."""
   n, end = len(source), len(vocab)
-  chars = tuple(int(vocab[c]) if o == edits.MODIFY else (ord(source[i]) if o == edits.KEEP else -1)
-                for i, (o, c) in enumerate(zip(ops[:n], char_ids[:n])))
+  chars = tuple(
+    int(vocab[c]) if o == edits.MODIFY else (ord(source[i]) if o == edits.KEEP else -1)
+    for i, (o, c) in enumerate(zip(ops[:n], char_ids[:n]))
+  )
   insertions = []
   for slot in ins_ids[: n + 1]:
     stop = np.flatnonzero(slot == end)
@@ -268,12 +319,13 @@ def eval_batches(examples: Examples, budgets: Sequence[graphs_lib.Budget]):
   for b, budget in enumerate(budgets):
     members = np.flatnonzero(examples.bucket == b)
     for start in range(0, len(members), budget.batch_size):
-      idx = members[start:start + budget.batch_size]
+      idx = members[start : start + budget.batch_size]
       yield idx, make_batch(examples, idx, budget)
 
 
-def evaluate(state: TrainState, examples: Examples, budgets: Sequence[graphs_lib.Budget],
-             vocab: np.ndarray) -> tuple[dict[str, float], list[str]]:
+def evaluate(
+  state: TrainState, examples: Examples, budgets: Sequence[graphs_lib.Budget], vocab: np.ndarray
+) -> tuple[dict[str, float], list[str]]:
   """Decodes every example and returns (metrics, predicted texts in example order)."""
   predictions, op_hits, label_hits, positions = [None] * len(examples), 0, 0, 0
   for idx, batch in eval_batches(examples, budgets):
@@ -282,8 +334,9 @@ def evaluate(state: TrainState, examples: Examples, budgets: Sequence[graphs_lib
     for b, i in enumerate(idx):
       source = examples.pairs[i].input
       n = len(source)
-      pred = predictions_to_edits(source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b],
-                                  vocab)
+      pred = predictions_to_edits(
+        source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b], vocab
+      )
       predictions[i] = edits.apply_edits(source, pred)
       node_ok = out['ops'][b, :n] == batch['ops'][b, :n]
       modify = batch['ops'][b, :n] == edits.MODIFY
@@ -295,10 +348,10 @@ def evaluate(state: TrainState, examples: Examples, budgets: Sequence[graphs_lib
       positions += 2 * n + 1
   targets = [p.target for p in examples.pairs]
   results = {
-      'exact_match': metrics_lib.exact_match(predictions, targets),
-      'char_edit_distance': metrics_lib.char_edit_distance(predictions, targets),
-      'op_accuracy': float(op_hits / max(sum(len(p.input) for p in examples.pairs), 1)),
-      'edit_label_accuracy': float(label_hits / positions),
+    'exact_match': metrics_lib.exact_match(predictions, targets),
+    'char_edit_distance': metrics_lib.char_edit_distance(predictions, targets),
+    'op_accuracy': float(op_hits / max(sum(len(p.input) for p in examples.pairs), 1)),
+    'edit_label_accuracy': float(label_hits / positions),
   }
   return results, predictions
 
@@ -318,12 +371,18 @@ def load_data(config: ml_collections.ConfigDict):
   train_pairs = filter_overlong(train_pairs, lengths[-1], config.data.skip_overlong, 'train')
   eval_pairs = filter_overlong(eval_pairs, lengths[-1], config.data.skip_overlong, 'eval')
   if not train_pairs or not eval_pairs:
-    raise ValueError(f'Empty dataset after filtering: {len(train_pairs)} train and '
-                     f'{len(eval_pairs)} eval examples.')
+    raise ValueError(
+      f'Empty dataset after filtering: {len(train_pairs)} train and '
+      f'{len(eval_pairs)} eval examples.'
+    )
   vocab = np.asarray(data_lib.vocabulary(train_pairs), np.int32)
-  make = functools.partial(make_examples, vocab=vocab, lengths=lengths,
-                           max_insertions=config.model.max_insertions,
-                           alignment=config.data.alignment)
+  make = functools.partial(
+    make_examples,
+    vocab=vocab,
+    lengths=lengths,
+    max_insertions=config.model.max_insertions,
+    alignment=config.data.alignment,
+  )
   return vocab, make(train_pairs, split='train'), make(eval_pairs, split='eval')
 
 
@@ -344,12 +403,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     vocab, train_ex, eval_ex = load_data(config)
   except ValueError as e:
     raise InputError(str(e)) from e
-  logging.info('Data: %d train, %d eval examples; vocabulary of %d characters.',
-               len(train_ex), len(eval_ex), len(vocab))
+  logging.info(
+    'Data: %d train, %d eval examples; vocabulary of %d characters.',
+    len(train_ex),
+    len(eval_ex),
+    len(vocab),
+  )
   _save_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
   _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])
-  budgets = [graphs_lib.Budget(config.batch_size, length, config.model.skip_window)
-             for length in bucket_lengths(config.data)]
+  budgets = [
+    graphs_lib.Budget(config.batch_size, length, config.model.skip_window)
+    for length in bucket_lengths(config.data)
+  ]
   model = models.create_model(config.model, len(vocab))
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = create_train_state(init_rng, config, model, budgets[0])
@@ -362,8 +427,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   t0 = time.time()
   evaluate_fn = functools.partial(evaluate, examples=eval_ex, budgets=budgets, vocab=vocab)
   try:  # Pending asynchronous checkpoint saves complete even if training fails.
-    state, final = _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt,
-                               writer, eval_ex)
+    state, final = _train_loop(
+      config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex
+    )
   finally:
     ckpt.close()
   results, preds = final if final is not None else evaluate_fn(state)
@@ -382,8 +448,9 @@ def _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, w
   for step in range(int(state.step), config.num_train_steps):
     idx = schedule.indices(step)
     batch = jax.tree.map(jnp.asarray, make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]))
-    state, step_metrics = train_step(state, batch, jax.random.fold_in(step_rng, step),
-                                     loss_mode=config.loss.mode)
+    state, step_metrics = train_step(
+      state, batch, jax.random.fold_in(step_rng, step), loss_mode=config.loss.mode
+    )
     done, last = step + 1, step + 1 == config.num_train_steps
     if done % config.log_every_steps == 0 or last:
       scalars = {f'train/{k}': float(v) for k, v in jax.device_get(step_metrics).items()}
@@ -392,15 +459,21 @@ def _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, w
       now = time.time()
       scalars['train/steps_per_sec'] = rate = (done - s_log) / max(now - t_log, 1e-9)
       writer.write(done, scalars)
-      logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %.0f s', done,
-                   config.num_train_steps, scalars['train/loss'], rate,
-                   (config.num_train_steps - done) / rate)
+      logging.info(
+        'step %d/%d  loss %.4f  %.1f steps/s  ETA %.0f s',
+        done,
+        config.num_train_steps,
+        scalars['train/loss'],
+        rate,
+        (config.num_train_steps - done) / rate,
+      )
       t_log, s_log = now, done
     if done % config.eval_every_steps == 0 or last:
       results, preds = evaluate_fn(state)
       writer.write(done, {f'eval/{k}': v for k, v in results.items()})
-      logging.info('eval at step %d: %s', done,
-                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
+      logging.info(
+        'eval at step %d: %s', done, ', '.join(f'{k} {v:.4f}' for k, v in results.items())
+      )
       _log_samples(eval_ex, preds, config.num_eval_samples)
       final = (results, preds) if last else None
     if done % config.checkpoint_every_steps == 0 or last:

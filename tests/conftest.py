@@ -8,8 +8,10 @@ import pytest
 from grapheme_jax import config_lib
 
 # Compiled programs are reused across test runs (and across the processes of pytest-xdist).
-jax.config.update('jax_compilation_cache_dir',
-                  os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache'))
+jax.config.update(
+  'jax_compilation_cache_dir',
+  os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache'),
+)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 

@@ -6,7 +6,6 @@ exact rational evaluation for numeric levels, finite differences for derivatives
 
 import decimal
 import fractions
-import itertools
 import json
 import math
 import re
@@ -77,8 +76,12 @@ def _call(head, values, exact):
   """Applies one operator or function."""
   if head == '-' and len(values) == 1:
     return -values[0]
-  binary = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b,
-            '/': lambda a, b: a / b}
+  binary = {
+    '+': lambda a, b: a + b,
+    '-': lambda a, b: a - b,
+    '*': lambda a, b: a * b,
+    '/': lambda a, b: a / b,
+  }
   if head in binary:
     assert len(values) == 2, (head, values)
     return binary[head](*values)
@@ -208,8 +211,10 @@ def test_level5_derivatives_match_finite_differences():
     assert head == 'd/dx'
     f, derivative = _function_of_x(body), _function_of_x(parse(pair.target))
     for x in SAMPLE_XS:
-      assert math.isclose(derivative(x), _central_difference(f, x), rel_tol=1e-6,
-                          abs_tol=1e-6), (pair, x)
+      assert math.isclose(derivative(x), _central_difference(f, x), rel_tol=1e-6, abs_tol=1e-6), (
+        pair,
+        x,
+      )
 
 
 def test_level6_integrals_differentiate_back():
@@ -219,43 +224,86 @@ def test_level6_integrals_differentiate_back():
     assert head == 'int'
     f, antiderivative = _function_of_x(body), _function_of_x(parse(pair.target))
     for x in SAMPLE_XS:
-      assert math.isclose(_central_difference(antiderivative, x), f(x), rel_tol=1e-6,
-                          abs_tol=1e-6), (pair, x)
+      assert math.isclose(
+        _central_difference(antiderivative, x), f(x), rel_tol=1e-6, abs_tol=1e-6
+      ), (pair, x)
 
 
-@pytest.mark.parametrize('text, answer', [
-    ('(+ 16 9)', '25'), ('(- 3 11)', '-8'), ('(* 4 5)', '20'),
-    ('(* (+ 3 4) 5)', '35'), ('(- 9 (* 2 3))', '3'), ('(/ (+ 3 4) 2)', '3.5'),
-    ('(/ (* 2 5) 5)', '2'), ('(/ 1 (+ 1 2))', '0.33'), ('(/ (- 1 2) 3)', '-0.33'),
+@pytest.mark.parametrize(
+  'text, answer',
+  [
+    ('(+ 16 9)', '25'),
+    ('(- 3 11)', '-8'),
+    ('(* 4 5)', '20'),
+    ('(* (+ 3 4) 5)', '35'),
+    ('(- 9 (* 2 3))', '3'),
+    ('(/ (+ 3 4) 2)', '3.5'),
+    ('(/ (* 2 5) 5)', '2'),
+    ('(/ 1 (+ 1 2))', '0.33'),
+    ('(/ (- 1 2) 3)', '-0.33'),
     ('(* (/ 1 3) 3)', '1'),
-    ('(let ((x 3)) (* x 4))', '12'), ('(let ((x 3) (y 5)) (+ x y))', '8'),
+    ('(let ((x 3)) (* x 4))', '12'),
+    ('(let ((x 3) (y 5)) (+ x y))', '8'),
     ('(let ((z 7)) (/ z 2))', '3.5'),
-    ('(sqrt 49)', '7'), ('(abs -5)', '5'), ('(exp 0)', '1'), ('(exp 1)', 'e'),
-    ('(+ (sqrt 16) 3)', '7'), ('(- 2 (abs -7))', '-5'),
-    ('(d/dx (^ x 3))', '(* 3 (^ x 2))'), ('(d/dx (^ x 2))', '(* 2 x)'), ('(d/dx (^ x 1))', '1'),
-    ('(d/dx (+ (* 3 x) 2))', '3'), ('(d/dx (sin x))', '(cos x)'), ('(d/dx (cos x))', '(- (sin x))'),
-    ('(d/dx (exp x))', '(exp x)'), ('(d/dx (* 4 (sin x)))', '(* 4 (cos x))'),
-    ('(d/dx (* 4 (cos x)))', '(- (* 4 (sin x)))'), ('(d/dx (sin (* 3 x)))', '(* 3 (cos (* 3 x)))'),
-    ('(int (^ x 2))', '(/ (^ x 3) 3)'), ('(int (* 2 x))', '(^ x 2)'), ('(int (cos x))', '(sin x)'),
-    ('(int (sin x))', '(- (cos x))'), ('(int (exp x))', '(exp x)'), ('(int 5)', '(* 5 x)'),
-    ('(int 1)', 'x'), ('(int (* 3 x))', '(/ (* 3 (^ x 2)) 2)'),
-    ('(int (* 6 (^ x 2)))', '(* 2 (^ x 3))'), ('(int (exp (* 2 x)))', '(/ (exp (* 2 x)) 2)'),
-    ('(solve (= (+ (* 3 x) 2) 11) x)', '3'), ('(solve (= (- (* 3 x) 4) -13) x)', '-3'),
+    ('(sqrt 49)', '7'),
+    ('(abs -5)', '5'),
+    ('(exp 0)', '1'),
+    ('(exp 1)', 'e'),
+    ('(+ (sqrt 16) 3)', '7'),
+    ('(- 2 (abs -7))', '-5'),
+    ('(d/dx (^ x 3))', '(* 3 (^ x 2))'),
+    ('(d/dx (^ x 2))', '(* 2 x)'),
+    ('(d/dx (^ x 1))', '1'),
+    ('(d/dx (+ (* 3 x) 2))', '3'),
+    ('(d/dx (sin x))', '(cos x)'),
+    ('(d/dx (cos x))', '(- (sin x))'),
+    ('(d/dx (exp x))', '(exp x)'),
+    ('(d/dx (* 4 (sin x)))', '(* 4 (cos x))'),
+    ('(d/dx (* 4 (cos x)))', '(- (* 4 (sin x)))'),
+    ('(d/dx (sin (* 3 x)))', '(* 3 (cos (* 3 x)))'),
+    ('(int (^ x 2))', '(/ (^ x 3) 3)'),
+    ('(int (* 2 x))', '(^ x 2)'),
+    ('(int (cos x))', '(sin x)'),
+    ('(int (sin x))', '(- (cos x))'),
+    ('(int (exp x))', '(exp x)'),
+    ('(int 5)', '(* 5 x)'),
+    ('(int 1)', 'x'),
+    ('(int (* 3 x))', '(/ (* 3 (^ x 2)) 2)'),
+    ('(int (* 6 (^ x 2)))', '(* 2 (^ x 3))'),
+    ('(int (exp (* 2 x)))', '(/ (exp (* 2 x)) 2)'),
+    ('(solve (= (+ (* 3 x) 2) 11) x)', '3'),
+    ('(solve (= (- (* 3 x) 4) -13) x)', '-3'),
     ('(solve (= x -9) x)', '-9'),
-])
+  ],
+)
 def test_examples_from_the_brief(text, answer):
   targets = {pair.input: pair.target for level in ALL_LEVELS for pair in data.math_problems(level)}
   assert targets[text] == answer
 
 
-@pytest.mark.parametrize('value, expected', [
-    (Fraction(7, 2), '3.5'), (Fraction(10, 5), '2'), (Fraction(1, 3), '0.33'),
-    (Fraction(-1, 3), '-0.33'), (Fraction(2, 3), '0.67'), (Fraction(-2, 3), '-0.67'),
-    (Fraction(1, 8), '0.13'), (Fraction(-1, 8), '-0.13'), (Fraction(1, 300), '0'),
-    (Fraction(-1, 300), '0'), (Fraction(1, 20), '0.05'), (Fraction(1, 10), '0.1'),
-    (Fraction(101, 100), '1.01'), (Fraction(199, 200), '1'), (Fraction(-199, 200), '-1'),
-    (Fraction(0), '0'), (-5, '-5'), (12, '12'),
-])
+@pytest.mark.parametrize(
+  'value, expected',
+  [
+    (Fraction(7, 2), '3.5'),
+    (Fraction(10, 5), '2'),
+    (Fraction(1, 3), '0.33'),
+    (Fraction(-1, 3), '-0.33'),
+    (Fraction(2, 3), '0.67'),
+    (Fraction(-2, 3), '-0.67'),
+    (Fraction(1, 8), '0.13'),
+    (Fraction(-1, 8), '-0.13'),
+    (Fraction(1, 300), '0'),
+    (Fraction(-1, 300), '0'),
+    (Fraction(1, 20), '0.05'),
+    (Fraction(1, 10), '0.1'),
+    (Fraction(101, 100), '1.01'),
+    (Fraction(199, 200), '1'),
+    (Fraction(-199, 200), '-1'),
+    (Fraction(0), '0'),
+    (-5, '-5'),
+    (12, '12'),
+  ],
+)
 def test_format_number(value, expected):
   assert data.format_number(value) == expected
   assert reference_format(Fraction(value)) == expected  # Keeps the test oracle honest.
@@ -283,8 +331,9 @@ def test_level_split_does_not_depend_on_other_levels():
   assert [p for p in mixed_eval if p.input.startswith('(d/dx')] == alone[1]
 
 
-@pytest.mark.parametrize('levels', [(level,) for level in ALL_LEVELS] + [
-    ALL_LEVELS, (2, 5), (7, 1, 4)])
+@pytest.mark.parametrize(
+  'levels', [(level,) for level in ALL_LEVELS] + [ALL_LEVELS, (2, 5), (7, 1, 4)]
+)
 @pytest.mark.parametrize('seed', [0, 11])
 def test_eval_inputs_never_in_train(levels, seed):
   train, evaluation = data.math_curriculum(levels, seed=seed)
@@ -311,7 +360,9 @@ def test_max_per_level_and_small_levels():
   assert (len(train), len(evaluation)) == (1, 1)  # Training never ends up empty.
 
 
-@pytest.mark.parametrize('kwargs, message', [
+@pytest.mark.parametrize(
+  'kwargs, message',
+  [
     (dict(levels=[]), 'non-empty'),
     (dict(levels=[0]), r'level 0.*1\.\.7'),
     (dict(levels=[8]), r'level 8.*1\.\.7'),
@@ -321,7 +372,8 @@ def test_max_per_level_and_small_levels():
     (dict(levels=[1], eval_fraction=1.0), 'eval_fraction'),
     (dict(levels=[1], max_per_level=0), 'max_per_level'),
     (dict(levels=[1], seed=-1), 'seed'),
-])
+  ],
+)
 def test_math_curriculum_errors(kwargs, message):
   kwargs = {'seed': 0, **kwargs}
   with pytest.raises(ValueError, match=message):
@@ -376,19 +428,18 @@ def _write(tmp_path, content, name='pairs.jsonl'):
 
 def test_jsonl_round_trip_preserves_content(tmp_path):
   pairs = [
-      data.Pair('lone \ud800 surrogate', 'low \udfff too'),
-      data.Pair('emoji \U0001f600 \U0001f469\u200d\U0001f4bb', '\u00e9 e\u0301'),
-      data.Pair('nul \u0000 inside', '\u0000'),
-      data.Pair('line\u2028separator \x85 and \u2029', '\ufeffbom inside'),
-      data.Pair('', ' '),
+    data.Pair('lone \ud800 surrogate', 'low \udfff too'),
+    data.Pair('emoji \U0001f600 \U0001f469\u200d\U0001f4bb', '\u00e9 e\u0301'),
+    data.Pair('nul \u0000 inside', '\u0000'),
+    data.Pair('line\u2028separator \x85 and \u2029', '\ufeffbom inside'),
+    data.Pair('', ' '),
   ]
   lines = [
-      json.dumps({'input': pairs[0].input, 'target': pairs[0].target}),  # ASCII escapes only.
-      json.dumps({'input': pairs[1].input, 'target': pairs[1].target, 'id': 7},
-                 ensure_ascii=False),
-      json.dumps({'target': pairs[2].target, 'input': pairs[2].input, 'meta': {'a': [1]}}),
-      json.dumps({'input': pairs[3].input, 'target': pairs[3].target}, ensure_ascii=False),
-      json.dumps({'input': pairs[4].input, 'target': pairs[4].target}),
+    json.dumps({'input': pairs[0].input, 'target': pairs[0].target}),  # ASCII escapes only.
+    json.dumps({'input': pairs[1].input, 'target': pairs[1].target, 'id': 7}, ensure_ascii=False),
+    json.dumps({'target': pairs[2].target, 'input': pairs[2].input, 'meta': {'a': [1]}}),
+    json.dumps({'input': pairs[3].input, 'target': pairs[3].target}, ensure_ascii=False),
+    json.dumps({'input': pairs[4].input, 'target': pairs[4].target}),
   ]
   assert '\\ud800' in lines[0] and '\u2028' in lines[3]  # Raw U+2028 must not split a line.
   content = '\n'.join(lines)
@@ -406,7 +457,9 @@ def test_jsonl_strips_a_leading_bom_only(tmp_path):
 GOOD = '{"input": "a", "target": "b"}'
 
 
-@pytest.mark.parametrize('content, problem', [
+@pytest.mark.parametrize(
+  'content, problem',
+  [
     (GOOD + '\n{"input": "a"\n', 'invalid JSON'),
     (GOOD + '\n["a", "b"]\n', 'expected a JSON object, got list'),
     (GOOD + '\n"text"\n', 'expected a JSON object, got str'),
@@ -420,7 +473,8 @@ GOOD = '{"input": "a", "target": "b"}'
     (GOOD + '\n{"input": "a", "target": "b", "input": "c"}\n', 'duplicate key'),
     ((GOOD + '\n{"input": "\xff", "target": "b"}\n').encode('latin-1'), 'invalid UTF-8'),
     (GOOD.encode() + b'\n{"input": "\xed\xa0\x80", "target": "b"}\n', 'invalid UTF-8'),
-])
+  ],
+)
 def test_jsonl_errors_name_file_and_line(tmp_path, content, problem):
   path = _write(tmp_path, content)
   with pytest.raises(ValueError, match=re.escape(f'{path}:2: {problem}')):
@@ -448,8 +502,9 @@ def test_jsonl_empty_file(tmp_path, content):
 
 
 def _config(**overrides):
-  fields = dict(name='math', levels=(1, 3), eval_fraction=0.2, max_per_level=None,
-                train_path='', eval_path='')
+  fields = dict(
+    name='math', levels=(1, 3), eval_fraction=0.2, max_per_level=None, train_path='', eval_path=''
+  )
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -476,12 +531,15 @@ def test_get_datasets_jsonl(tmp_path):
     data.get_datasets(_config(name='jsonl', eval_path=eval_path), seed=0)
 
 
-@pytest.mark.parametrize('overrides, message', [
+@pytest.mark.parametrize(
+  'overrides, message',
+  [
     (dict(name='wiki'), "unknown data.name 'wiki'.*math, kindergarten, jsonl"),
     (dict(levels=()), 'non-empty'),
     (dict(levels=(1, 9)), r'level 9.*1\.\.7'),
     (dict(max_per_level=0), 'max_per_level'),
-])
+  ],
+)
 def test_get_datasets_errors(overrides, message):
   with pytest.raises(ValueError, match=message):
     data.get_datasets(_config(**overrides), seed=0)

@@ -12,14 +12,14 @@ from grapheme_jax.edits import DELETE, KEEP, MODIFY
 # Alphabets mixing scripts and code points that often break string code: ZWJ emoji sequences,
 # combining marks, RTL, control chars incl. NUL, lone surrogates.
 _ALPHABETS = (
-    'abc',
-    'ab ',
-    ''.join(chr(c) for c in range(32, 127)),
-    '\U0001F468\U0001F469\U0001F467\u200d\ufe0f\U0001F3FD\u2764',
-    'e\u0301\u0308a\u0327o\u0303',
-    '\u05e9\u05dc\u05d5\u05dd\u0645\u0631\u062d\u0628\u0627\u200f',
-    '\x00\x01\x1b\n\t\x7f',
-    '\ud800\udfffa\udbff',
+  'abc',
+  'ab ',
+  ''.join(chr(c) for c in range(32, 127)),
+  '\U0001f468\U0001f469\U0001f467\u200d\ufe0f\U0001f3fd\u2764',
+  'e\u0301\u0308a\u0327o\u0303',
+  '\u05e9\u05dc\u05d5\u05dd\u0645\u0631\u062d\u0628\u0627\u200f',
+  '\x00\x01\x1b\n\t\x7f',
+  '\ud800\udfffa\udbff',
 )
 
 
@@ -58,7 +58,7 @@ def _random_pairs(seed: int, count: int, max_len: int = 20) -> list[tuple[str, s
   return pairs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pairs_10k() -> list[tuple[str, str]]:
   return _random_pairs(seed=0, count=10_000)
 
@@ -69,8 +69,9 @@ def _reference_edits(source: str, target: str) -> tuple[int, E.Edits]:
   d = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
   for i in range(1, n + 1):
     for j in range(1, m + 1):
-      d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1,
-                    d[i - 1][j - 1] + (source[i - 1] != target[j - 1]))
+      d[i][j] = min(
+        d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (source[i - 1] != target[j - 1])
+      )
   ops, chars, ins = [None] * n, [None] * n, [''] * (n + 1)
   i, j = n, m
   while i or j:
@@ -146,13 +147,12 @@ def test_tie_break_decides_the_answer():
   assert E.levenshtein_edits('a', 'aa').insertions == ('a', '')
   # 'ab' -> 'ba': DELETE 'b' at (2, 2) is consistent (D[1][2] = 2), then 'a' is kept and 'b'
   # inserted before it.
-  assert E.levenshtein_edits('ab', 'ba') == E.Edits((KEEP, DELETE), (ord('a'), -1),
-                                                     ('b', '', ''))
+  assert E.levenshtein_edits('ab', 'ba') == E.Edits((KEEP, DELETE), (ord('a'), -1), ('b', '', ''))
 
 
 def test_code_points_not_graphemes():
-  family = '\U0001F468\u200d\U0001F469\u200d\U0001F467'
-  edits = E.levenshtein_edits(family, '\U0001F468\u200d\U0001F469')
+  family = '\U0001f468\u200d\U0001f469\u200d\U0001f467'
+  edits = E.levenshtein_edits(family, '\U0001f468\u200d\U0001f469')
   assert edits.ops == (KEEP, KEEP, KEEP, DELETE, DELETE)
   surrogate = E.levenshtein_edits('a\ud800\x00', '\x00\ud800')
   assert E.apply_edits('a\ud800\x00', surrogate) == '\x00\ud800'
@@ -191,8 +191,9 @@ def test_batched_distance_and_alignment_are_valid():
   labels = labels._replace(**{k: np.asarray(v) for k, v in labels._asdict().items()})
   for b, (source, target) in enumerate(pairs):
     n, m = len(source), len(target)
-    assert labels.distance[b] == Levenshtein.distance(list(map(ord, source)),
-                                                      list(map(ord, target)))
+    assert labels.distance[b] == Levenshtein.distance(
+      list(map(ord, source)), list(map(ord, target))
+    )
     ops, chars = labels.ops[b], labels.chars[b]
     slot, src_of = labels.target_slot[b], labels.target_source[b]
     assert np.all(ops[n:] == -1) and np.all(chars[n:] == -1) and np.all(slot[m:] == -2)
@@ -211,8 +212,13 @@ def test_batched_distance_and_alignment_are_valid():
 def test_tie_breaking_matches_reference_backtrace():
   # A binary alphabet makes ties the norm, so this pins the documented move order.
   rng = np.random.default_rng(1)
-  pairs = [(_random_text(rng, 'ab', int(rng.integers(0, 9))),
-            _random_text(rng, 'ab', int(rng.integers(0, 9)))) for _ in range(500)]
+  pairs = [
+    (
+      _random_text(rng, 'ab', int(rng.integers(0, 9))),
+      _random_text(rng, 'ab', int(rng.integers(0, 9))),
+    )
+    for _ in range(500)
+  ]
   for (source, target), edits in zip(pairs, E.levenshtein_edits_batch(pairs)):
     distance, expected = _reference_edits(source, target)
     assert edits == expected, (source, target)
@@ -227,9 +233,13 @@ def test_garbage_padding_does_not_matter():
   clean = E.edit_labels(src, src_len, tgt, tgt_len)
   pad_src = np.arange(16)[None] >= src_len[:, None]
   pad_tgt = np.arange(16)[None] >= tgt_len[:, None]
-  garbage = lambda x: rng.integers(-5, 0x110000, size=x.shape, dtype=np.int32)
-  dirty = E.edit_labels(np.where(pad_src, garbage(src), src), src_len,
-                        np.where(pad_tgt, garbage(tgt), tgt), tgt_len)
+
+  def garbage(x):
+    return rng.integers(-5, 0x110000, size=x.shape, dtype=np.int32)
+
+  dirty = E.edit_labels(
+    np.where(pad_src, garbage(src), src), src_len, np.where(pad_tgt, garbage(tgt), tgt), tgt_len
+  )
   for name, a, b in zip(clean._fields, clean, dirty):
     np.testing.assert_array_equal(a, b, err_msg=name)
 
@@ -239,15 +249,19 @@ def test_insertion_targets():
   src, src_len = E._pad_codes([s for s, _ in pairs], 4, 3)
   tgt, tgt_len = E._pad_codes([t for _, t in pairs], 8, 3)
   labels = E.edit_labels(src, src_len, tgt, tgt_len)
-  ins_chars, ins_count = E.insertion_targets(tgt, tgt_len, labels.target_slot, num_slots=5,
-                                             max_insertions=2, pad_char=-1)
+  ins_chars, ins_count = E.insertion_targets(
+    tgt, tgt_len, labels.target_slot, num_slots=5, max_insertions=2, pad_char=-1
+  )
   np.testing.assert_array_equal(ins_count, [[1, 2, 0, 0, 0], [4, 0, 0, 0, 0], [0] * 5])
   pad = [-1, -1]
   np.testing.assert_array_equal(
-      ins_chars,
-      [[[ord('x'), -1], [ord('Y'), ord('Z')], pad, pad, pad],
-       [[ord('p'), ord('q')], pad, pad, pad, pad],  # Count 4 > K = 2: first two kept.
-       [pad] * 5])
+    ins_chars,
+    [
+      [[ord('x'), -1], [ord('Y'), ord('Z')], pad, pad, pad],
+      [[ord('p'), ord('q')], pad, pad, pad, pad],  # Count 4 > K = 2: first two kept.
+      [pad] * 5,
+    ],
+  )
 
 
 def test_positional_labels_ignore_accidental_matches():

@@ -10,8 +10,20 @@ from grapheme_jax import graphs
 # Empty, ASCII, emoji with zero-width joiners and skin tone, combining marks, right-to-left text,
 # control characters, NUL, a lone surrogate and the largest code point.
 STRINGS = [
-    '', 'a', 'Hello', '(+ 16 9)', '👩\u200d👩\u200d👧\u200d👦', '👍🏽', 'e\u0301e\u0300',
-    'שלום עולם', 'مرحبا', '\x00', 'a\x00b\n\t\r\x1b', '\ud800', '\U0010ffff', 'x' * 100,
+  '',
+  'a',
+  'Hello',
+  '(+ 16 9)',
+  '👩\u200d👩\u200d👧\u200d👦',
+  '👍🏽',
+  'e\u0301e\u0300',
+  'שלום עולם',
+  'مرحبا',
+  '\x00',
+  'a\x00b\n\t\r\x1b',
+  '\ud800',
+  '\U0010ffff',
+  'x' * 100,
 ]
 
 
@@ -66,11 +78,11 @@ def test_batch_has_fixed_shapes_and_exact_content():
   assert int(batch.n_node.sum()) == budget.n_node
   offsets = np.concatenate([[0], np.cumsum(batch.n_node)])
   for i, text in enumerate(texts):
-    assert ''.join(map(chr, batch.nodes[offsets[i]:offsets[i + 1]])) == text
+    assert ''.join(map(chr, batch.nodes[offsets[i] : offsets[i + 1]])) == text
   # Every real edge stays inside its own graph.
   e_off = np.concatenate([[0], np.cumsum(batch.n_edge)])
   for i in range(budget.batch_size):
-    s = batch.senders[e_off[i]:e_off[i + 1]]
+    s = batch.senders[e_off[i] : e_off[i + 1]]
     assert np.all((s >= offsets[i]) & (s < offsets[i + 1]))
 
 

@@ -15,9 +15,14 @@ from grapheme_jax import data, edits, graphs, models, train
 # Pairs that exercise every kind of edit: insertion before the first character, into an empty
 # input, deletion to empty, substitutions, several insertions in one slot, non-ASCII.
 PAIRS = [
-    data.Pair('bc', 'abc'), data.Pair('', 'xy'), data.Pair('xyz', ''), data.Pair('(+ 1 2)', '3'),
-    data.Pair('cat', 'act'), data.Pair('hello', 'hello!!'), data.Pair('Zürich', 'Zurich'),
-    data.Pair('ab', 'ba'),
+  data.Pair('bc', 'abc'),
+  data.Pair('', 'xy'),
+  data.Pair('xyz', ''),
+  data.Pair('(+ 1 2)', '3'),
+  data.Pair('cat', 'act'),
+  data.Pair('hello', 'hello!!'),
+  data.Pair('Zürich', 'Zurich'),
+  data.Pair('ab', 'ba'),
 ]
 
 
@@ -28,7 +33,8 @@ def _examples(pairs, vocab=None, lengths=(8, 16), k=8, alignment='levenshtein'):
 
 def _decode(examples, vocab, i, ops, char_ids, ins_ids):
   source = examples.pairs[i].input
-  return edits.apply_edits(source, train.predictions_to_edits(source, ops, char_ids, ins_ids, vocab))
+  predicted = train.predictions_to_edits(source, ops, char_ids, ins_ids, vocab)
+  return edits.apply_edits(source, predicted)
 
 
 @pytest.mark.parametrize('alignment', ['levenshtein', 'positional'])
@@ -41,13 +47,13 @@ def test_gold_labels_decode_to_the_target_on_every_math_level(alignment):
 
 
 def test_too_many_insertions_is_an_error_naming_the_example():
-  with pytest.raises(ValueError, match=r"test example 1 needs 9 characters.*max_insertions=8"):
+  with pytest.raises(ValueError, match=r'test example 1 needs 9 characters.*max_insertions=8'):
     _examples([data.Pair('a', 'a'), data.Pair('a', 'abcdefghij')])
 
 
 def test_overlong_examples_error_or_are_skipped_and_counted():
   pairs = [data.Pair('abc', 'd'), data.Pair('x' * 9, 'y')]
-  with pytest.raises(ValueError, match=r"train example 1 does not fit data.max_length=8"):
+  with pytest.raises(ValueError, match=r'train example 1 does not fit data.max_length=8'):
     train.filter_overlong(pairs, 8, skip=False, split='train')
   assert train.filter_overlong(pairs, 8, skip=True, split='train') == pairs[:1]
 
@@ -84,8 +90,9 @@ def _batch(ex, idx, budget):
 
 def test_train_step_is_finite_and_never_retraces(setup):
   config, _, ex, budget, state = setup
-  step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=1),
-                 static_argnames='loss_mode')
+  step = jax.jit(
+    chex.assert_max_traces(train.train_step.__wrapped__, n=1), static_argnames='loss_mode'
+  )
   small = [i for i in range(len(ex)) if ex.bucket[i] == 0]
   for i, idx in enumerate([small[:3], small[3:], small[::-1]]):
     state, metrics = step(state, _batch(ex, idx, budget), jax.random.key(i))
