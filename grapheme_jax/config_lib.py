@@ -130,6 +130,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.',
   )
   _check(
+    0 <= config.optimizer.warmup_steps < config.num_train_steps,
+    f'optimizer.warmup_steps={config.optimizer.warmup_steps} must be in [0, num_train_steps='
+    f'{config.num_train_steps}).',
+  )
+  _check(
     config.optimizer.weight_decay >= 0,
     f'optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0.',
   )

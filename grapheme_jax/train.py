@@ -117,21 +117,9 @@ def make_examples(
   max_length = lengths[-1]
   source, source_len = graphs_lib.encode([p.input for p in pairs], max_length)
   target, target_len = graphs_lib.encode([p.target for p in pairs], max_length)
-  ops, chars, ins_chars, ins_count = [], [], [], []
-  for start in range(0, len(pairs), chunk):  # Fixed chunk shape: the DP compiles once.
-    sl = slice(start, start + chunk)
-    pad = chunk - len(source[sl])
-    args = [
-      np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-      for a in (source[sl], source_len[sl], target[sl], target_len[sl])
-    ]
-    labels = label_fn(*args)
-    ic, cnt = edits.insertion_targets(
-      args[2], args[3], labels.target_slot, num_slots=max_length + 1, max_insertions=max_insertions
-    )
-    for out, a in zip((ops, chars, ins_chars, ins_count), (labels.ops, labels.chars, ic, cnt)):
-      out.append(np.asarray(a)[: chunk - pad])
-  ops, chars, ins_chars, ins_count = (np.concatenate(a) for a in (ops, chars, ins_chars, ins_count))
+  ops, chars, ins_chars, ins_count = _label_in_chunks(
+    label_fn, (source, source_len, target, target_len), max_insertions, chunk
+  )
   over = np.argwhere(ins_count > max_insertions)
   if len(over):
     i, slot = over[0]
@@ -154,6 +142,23 @@ def make_examples(
     ins_ids.astype(np.int32),
     bucket.astype(np.int32),
   )
+
+
+def _label_in_chunks(label_fn, arrays, max_insertions: int, chunk: int):
+  """Runs ``label_fn`` + ``insertion_targets`` over fixed-size chunks (one compilation each)."""
+  num_slots = arrays[0].shape[1] + 1
+  outputs = [[], [], [], []]
+  for start in range(0, len(arrays[0]), chunk):
+    rows = [a[start : start + chunk] for a in arrays]
+    real, pad = len(rows[0]), chunk - len(rows[0])
+    rows = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in rows]
+    labels = label_fn(*rows)
+    ins_chars, ins_count = edits.insertion_targets(
+      rows[2], rows[3], labels.target_slot, num_slots=num_slots, max_insertions=max_insertions
+    )
+    for out, a in zip(outputs, (labels.ops, labels.chars, ins_chars, ins_count)):
+      out.append(np.asarray(a)[:real])
+  return tuple(np.concatenate(out) for out in outputs)
 
 
 def make_batch(
@@ -179,9 +184,9 @@ def make_batch(
 class BatchSchedule:
   """The training batches as a pure function of ``(seed, step)``.
 
-  Every epoch, each length bucket is shuffled and cut into batches of ``batch_size`` (the last one
-  of a bucket may be partial: padded with weight 0, nothing dropped), and the batch order is
-  shuffled. Epoch ``e`` uses ``np.random.default_rng([seed, e])``, so a resumed run sees the same
+  Every epoch, each length bucket is shuffled and cut into ``ceil(n / batch_size)`` batches of
+  near-equal size (at most ``batch_size``; missing slots are padded with weight 0, no example is
+  dropped), and the order of all batches is shuffled. Epoch ``e`` uses ``np.random.default_rng([seed, e])``, so a resumed run sees the same
   batches as an uninterrupted one.
   """
 
@@ -214,7 +219,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   opt = config.optimizer
   return _optimizer(
     opt.learning_rate,
-    min(opt.warmup_steps, config.num_train_steps),
+    opt.warmup_steps,
     config.num_train_steps,
     opt.end_learning_rate_factor,
     opt.b1,

@@ -1,5 +1,6 @@
 """Tests for config validation and the command line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('model.num_heads', 3, 'num_heads'),
     ('model.max_insertions', 0, 'max_insertions'),
     ('optimizer.learning_rate', -1.0, 'learning_rate'),
+    ('optimizer.warmup_steps', 6000, 'warmup_steps'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):
@@ -64,3 +66,38 @@ def test_cli_bad_value_is_one_line(tmp_path):
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines()[-1].startswith('error: Invalid config: data.name=')
   assert 'Traceback' not in proc.stderr
+
+
+def test_cli_trains_on_jsonl_files(tmp_path):
+  pairs = [{'input': 'abc', 'target': 'abd'}, {'input': 'é\u0000', 'target': ''}]
+  for name in ('train', 'eval'):
+    with open(tmp_path / f'{name}.jsonl', 'w', encoding='utf-8') as f:
+      f.writelines(json.dumps(p) + '\n' for p in pairs)
+  workdir = tmp_path / 'run'
+  tiny = [
+    '--config.num_train_steps=3',
+    '--config.batch_size=2',
+    '--config.log_every_steps=1',
+    '--config.eval_every_steps=3',
+    '--config.checkpoint_every_steps=3',
+    '--config.model.hidden_dim=16',
+    '--config.model.embed_dim=8',
+    '--config.model.num_layers=1',
+    '--config.model.num_heads=2',
+    '--config.optimizer.warmup_steps=1',
+    '--config.data.max_length=8',
+    '--config.data.bucket_lengths=()',
+  ]
+  proc = _cli(
+    '--config=configs/cross_entropy.py',
+    f'--workdir={workdir}',
+    '--config.data.name=jsonl',
+    f'--config.data.train_path={tmp_path}/train.jsonl',
+    f'--config.data.eval_path={tmp_path}/eval.jsonl',
+    *tiny,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(workdir / 'results.json') as f:
+    assert json.load(f)['step'] == 3
+  with open(workdir / 'vocab.json', encoding='utf-8') as f:
+    assert json.load(f) == ['a', 'b', 'd']
