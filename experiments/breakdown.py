@@ -1,10 +1,13 @@
-"""Held-out exact match of a finished run, broken down by the head symbol of each input.
+"""Held-out results of a finished run: structural metrics, and exact match per head symbol.
 
 python -m experiments.breakdown WORKDIR [WORKDIR ...]
 
-Reads ``WORKDIR/predictions.jsonl`` (written at the end of training). For the math curriculum the
-head symbol is the operator (``+``, ``-``, ``*``, ``d/dx``, ``solve``...); other inputs fall into
-one group named by their first word.
+Reads ``WORKDIR/predictions.jsonl`` (written at the end of training) and ``WORKDIR/config.json``.
+Prints the mean GED bounds and WL similarity between predicted and target text graphs (the same
+function as the ``eval/ged_*`` and ``eval/wl_similarity`` metrics, so it also serves runs made
+before those were logged), then exact match per head symbol: for the math curriculum the operator
+(``+``, ``-``, ``*``, ``d/dx``, ``solve``...); other inputs fall into one group named by their
+first word.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import os
 import sys
 
+from grapheme_jax import metrics
+
 
 def head_symbol(text: str) -> str:
   """``(+ 16 9)`` -> ``+``; ``How many legs?`` -> ``How``; ``''`` -> ``''``."""
@@ -21,16 +26,34 @@ def head_symbol(text: str) -> str:
   return words[0] if words else ''
 
 
+def _records(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, 'predictions.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f]
+
+
 def breakdown(workdir: str) -> dict[str, tuple[int, int]]:
   """Maps head symbol -> (correct, total) over the run's evaluation predictions."""
   counts = collections.defaultdict(lambda: [0, 0])
-  with open(os.path.join(workdir, 'predictions.jsonl'), encoding='utf-8') as f:
-    for line in f:
-      record = json.loads(line)
-      group = counts[head_symbol(record['input'])]
-      group[0] += record['prediction'] == record['target']
-      group[1] += 1
+  for record in _records(workdir):
+    group = counts[head_symbol(record['input'])]
+    group[0] += record['prediction'] == record['target']
+    group[1] += 1
   return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
+
+
+def structural(workdir: str) -> dict[str, float]:
+  """GED bounds and WL similarity of the run's predictions, with the run's own settings."""
+  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
+    config = json.load(f)
+  records = _records(workdir)
+  settings = config.get('metrics', {})
+  return metrics.text_graph_metrics(
+    [r['prediction'] for r in records],
+    [r['target'] for r in records],
+    config['model']['skip_window'],
+    metrics.GedCosts.from_config(settings) if 'ged_costs' in settings else metrics.GedCosts(),
+    settings.get('wl_iterations', 3),
+  )
 
 
 def main(argv: list[str]) -> None:
@@ -40,6 +63,7 @@ def main(argv: list[str]) -> None:
     groups = breakdown(workdir)
     correct, total = (sum(v[i] for v in groups.values()) for i in (0, 1))
     print(f'{workdir}: exact match {correct}/{total} = {correct / total:.3f}')
+    print('  ' + ', '.join(f'{k} {v:.4f}' for k, v in structural(workdir).items()))
     for name, (c, t) in groups.items():
       print(f'  {name:>8}  {c:4d}/{t:<4d} {c / t:.3f}')
 

@@ -69,6 +69,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 1.0  # Decoupled (AdamW): 1.0 beat 0.1 on held-out level 1.
   config.optimizer.grad_clip_norm = 1.0
 
+  # Structural monitors computed at every evaluation between predicted and target text graphs.
+  config.metrics = ml_collections.ConfigDict()
+  config.metrics.wl_iterations = 3
+  config.metrics.ged_costs = ml_collections.ConfigDict()
+  config.metrics.ged_costs.node_sub = 1.0  # Only when the labels (characters) differ.
+  config.metrics.ged_costs.node_ins = 1.0
+  config.metrics.ged_costs.node_del = 1.0
+  config.metrics.ged_costs.edge_ins = 0.5
+  config.metrics.ged_costs.edge_del = 0.5
+
   config.loss = ml_collections.ConfigDict()
   config.loss.mode = 'cross_entropy'
   return config
@@ -125,6 +135,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     0.0 <= config.model.dropout_rate < 1.0,
     f'model.dropout_rate={config.model.dropout_rate} must be in [0, 1).',
   )
+  _check(
+    config.metrics.wl_iterations >= 0,
+    f'metrics.wl_iterations={config.metrics.wl_iterations} must be >= 0.',
+  )
+  for key, value in config.metrics.ged_costs.items():
+    _check(value >= 0, f'metrics.ged_costs.{key}={value} must be >= 0.')
   _check(
     config.optimizer.learning_rate > 0,
     f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.',

@@ -1,7 +1,10 @@
-"""Evaluation metrics on decoded text, and the JSONL metric writer (no TensorFlow).
+"""Evaluation metrics, and the JSONL metric writer (no TensorFlow).
 
 Text metrics run on the host over Python strings: exact match and the character edit distance
 normalised by the longer of prediction and target (0 = identical, 1 = nothing in common).
+Structural metrics compare the text graphs of prediction and target: graph edit distance bounds
+(`grapheme_jax.ged`) and Weisfeiler-Lehman similarity and kernel (`grapheme_jax.wl`), re-exported
+here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from grapheme_jax import edits
+from grapheme_jax import edits, ged, wl
+
+GedCosts = ged.GedCosts
+ged_bounds = ged.ged_bounds
+ged_bounds_texts = ged.ged_bounds_texts
+wl_similarity = wl.wl_similarity
+wl_kernel = wl.wl_kernel
 
 
 def exact_match(predictions: Sequence[str], targets: Sequence[str]) -> float:
@@ -28,6 +37,24 @@ def char_edit_distance(predictions: Sequence[str], targets: Sequence[str]) -> fl
   distances = edits.levenshtein_distances(list(zip(predictions, targets)))
   norm = [max(len(p), len(t), 1) for p, t in zip(predictions, targets)]
   return float(np.mean(np.asarray(distances) / np.asarray(norm)))
+
+
+def text_graph_metrics(
+  predictions: Sequence[str],
+  targets: Sequence[str],
+  skip_window: int,
+  costs: ged.GedCosts,
+  wl_iterations: int,
+) -> dict[str, float]:
+  """Mean GED bounds and WL similarity between the text graphs of predictions and targets."""
+  _check_same_length(predictions, targets)
+  bounds = ged.ged_bounds_batch(list(zip(predictions, targets)), skip_window, costs)
+  similarity = wl.wl_similarity_texts(predictions, targets, skip_window, wl_iterations)
+  return {
+    'ged_lower': float(bounds[:, 0].mean()),
+    'ged_upper': float(bounds[:, 1].mean()),
+    'wl_similarity': float(np.mean(similarity)),
+  }
 
 
 def _check_same_length(predictions: Sequence[str], targets: Sequence[str]) -> None:

@@ -186,8 +186,9 @@ class BatchSchedule:
 
   Every epoch, each length bucket is shuffled and cut into ``ceil(n / batch_size)`` batches of
   near-equal size (at most ``batch_size``; missing slots are padded with weight 0, no example is
-  dropped), and the order of all batches is shuffled. Epoch ``e`` uses ``np.random.default_rng([seed, e])``, so a resumed run sees the same
-  batches as an uninterrupted one.
+  dropped), and the order of all batches is shuffled. Epoch ``e`` uses
+  ``np.random.default_rng([seed, e])``, so a resumed run sees the same batches as an
+  uninterrupted one.
   """
 
   def __init__(self, bucket: np.ndarray, batch_size: int, seed: int):
@@ -329,9 +330,17 @@ def eval_batches(examples: Examples, budgets: Sequence[graphs_lib.Budget]):
 
 
 def evaluate(
-  state: TrainState, examples: Examples, budgets: Sequence[graphs_lib.Budget], vocab: np.ndarray
+  state: TrainState,
+  examples: Examples,
+  budgets: Sequence[graphs_lib.Budget],
+  vocab: np.ndarray,
+  metrics_config: ml_collections.ConfigDict | None = None,
 ) -> tuple[dict[str, float], list[str]]:
-  """Decodes every example and returns (metrics, predicted texts in example order)."""
+  """Decodes every example and returns (metrics, predicted texts in example order).
+
+  With ``metrics_config`` (the config's ``metrics`` section) the metrics also hold the mean GED
+  bounds and WL similarity between each prediction's text graph and its target's.
+  """
   predictions, op_hits, label_hits, positions = [None] * len(examples), 0, 0, 0
   for idx, batch in eval_batches(examples, budgets):
     graphs = jax.tree.map(jnp.asarray, batch['graphs'])
@@ -358,6 +367,13 @@ def evaluate(
     'op_accuracy': float(op_hits / max(sum(len(p.input) for p in examples.pairs), 1)),
     'edit_label_accuracy': float(label_hits / positions),
   }
+  if metrics_config is not None:
+    costs = metrics_lib.GedCosts.from_config(metrics_config.ged_costs)
+    results.update(
+      metrics_lib.text_graph_metrics(
+        predictions, targets, budgets[0].skip_window, costs, metrics_config.wl_iterations
+      )
+    )
   return results, predictions
 
 
@@ -430,7 +446,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.truncate_after(int(state.step))
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
   t0 = time.time()
-  evaluate_fn = functools.partial(evaluate, examples=eval_ex, budgets=budgets, vocab=vocab)
+  evaluate_fn = functools.partial(
+    evaluate, examples=eval_ex, budgets=budgets, vocab=vocab, metrics_config=config.metrics
+  )
   try:  # Pending asynchronous checkpoint saves complete even if training fails.
     state, final = _train_loop(
       config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex

@@ -25,6 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('model.max_insertions', 0, 'max_insertions'),
     ('optimizer.learning_rate', -1.0, 'learning_rate'),
     ('optimizer.warmup_steps', 6000, 'warmup_steps'),
+    ('metrics.wl_iterations', -1, 'wl_iterations'),
+    ('metrics.ged_costs.edge_ins', -0.5, 'edge_ins'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):

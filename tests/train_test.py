@@ -122,9 +122,12 @@ def test_overfits_a_handful_of_pairs():
   batch = _batch(ex, np.arange(len(ex)), budgets[0])
   for step in range(config.num_train_steps):
     state, _ = train.train_step(state, batch, jax.random.key(step))
-  results, predictions = train.evaluate(state, ex, budgets, vocab)
+  results, predictions = train.evaluate(state, ex, budgets, vocab, config.metrics)
   assert predictions == [p.target for p in PAIRS]
   assert results['exact_match'] == 1.0 and results['edit_label_accuracy'] == 1.0
+  # Identical predicted and target graphs: zero edit distance, full WL similarity.
+  assert results['ged_lower'] == results['ged_upper'] == 0.0
+  assert results['wl_similarity'] == 1.0
 
 
 def _steps(workdir):
@@ -139,6 +142,8 @@ def test_train_and_evaluate_writes_files_and_resumes(tmp_path):
   for name in ('config.json', 'vocab.json', 'metrics.jsonl', 'results.json', 'predictions.jsonl'):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert results['step'] == 20 and 0.0 <= results['exact_match'] <= 1.0
+  assert 0.0 <= results['ged_lower'] <= results['ged_upper']
+  assert 0.0 <= results['wl_similarity'] <= 1.0
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
   assert _steps(workdir) == [5, 10, 10, 15, 20, 20]  # train/eval records, no duplicates.
   config.num_train_steps = 30
