@@ -5,10 +5,11 @@ import itertools
 
 import jraph
 import ml_collections
-import networkx as nx
 import numpy as np
 import pytest
 
+from experiments.ged_report import exact_ged as _exact_ged
+from experiments.ged_report import random_digraph as _random_digraph
 from grapheme_jax import ged
 from grapheme_jax.graphs import text_to_graph
 
@@ -26,51 +27,8 @@ _EXPENSIVE_SUB = ged.GedCosts(
 )
 
 
-def _digraph(labels: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> jraph.GraphsTuple:
-  n, e = len(labels), len(senders)
-  return jraph.GraphsTuple(
-    nodes=np.asarray(labels, np.int32),
-    edges=np.zeros((e,), np.int32),
-    senders=np.asarray(senders, np.int32),
-    receivers=np.asarray(receivers, np.int32),
-    n_node=np.array([n], np.int32),
-    n_edge=np.array([e], np.int32),
-    globals=None,
-  )
-
-
-def _random_digraph(rng: np.random.Generator, n: int) -> jraph.GraphsTuple:
-  """Random simple digraph (no self-loops, no parallel edges) with labels in {0, 1, 2}."""
-  adj = rng.random((n, n)) < rng.uniform(0.1, 0.5)
-  np.fill_diagonal(adj, False)
-  senders, receivers = np.nonzero(adj)
-  return _digraph(rng.integers(0, 3, size=n), senders, receivers)
-
-
 def _random_text(rng: np.random.Generator, n: int) -> str:
   return ''.join(rng.choice(list('abc'), size=n))
-
-
-def _to_nx(graph: jraph.GraphsTuple) -> nx.DiGraph:
-  g = nx.DiGraph()
-  for i, label in enumerate(np.asarray(graph.nodes).tolist()):
-    g.add_node(i, label=label)
-  g.add_edges_from(zip(np.asarray(graph.senders).tolist(), np.asarray(graph.receivers).tolist()))
-  return g
-
-
-def _exact_ged(g1: jraph.GraphsTuple, g2: jraph.GraphsTuple, costs: ged.GedCosts) -> float:
-  """Exact GED by networkx's exhaustive search (no timeout), with the same costs."""
-  return nx.graph_edit_distance(
-    _to_nx(g1),
-    _to_nx(g2),
-    node_subst_cost=lambda a, b: 0.0 if a['label'] == b['label'] else costs.node_sub,
-    node_del_cost=lambda a: costs.node_del,
-    node_ins_cost=lambda a: costs.node_ins,
-    edge_subst_cost=lambda a, b: 0.0,
-    edge_del_cost=lambda a: costs.edge_del,
-    edge_ins_cost=lambda a: costs.edge_ins,
-  )
 
 
 def _enumerated_ged(g1: jraph.GraphsTuple, g2: jraph.GraphsTuple, costs: ged.GedCosts) -> float:
