@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grapheme_jax import graphs
+
 KEEP = 0
 DELETE = 1
 MODIFY = 2
@@ -265,12 +267,7 @@ def _bucket(n: int) -> int:
 
 def _pad_codes(texts: Sequence[str], width: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
   """Code points [rows, width] (zero-padded; extra rows are empty texts) and lengths [rows]."""
-  codes = np.zeros((rows, width), np.int32)
-  lens = np.zeros((rows,), np.int32)
-  for b, text in enumerate(texts):
-    codes[b, : len(text)] = [ord(c) for c in text]
-    lens[b] = len(text)
-  return codes, lens
+  return graphs.encode(list(texts) + [''] * (rows - len(texts)), width)
 
 
 def _run_batch(pairs: Sequence[tuple[str, str]]) -> EditLabels:
