@@ -7,7 +7,9 @@ Prints the mean GED bounds and WL similarity between predicted and target text g
 function as the ``eval/ged_*`` and ``eval/wl_similarity`` metrics, so it also serves runs made
 before those were logged), then exact match per head symbol: for the math curriculum the operator
 (``+``, ``-``, ``*``, ``d/dx``, ``solve``...); other inputs fall into one group named by their
-first word.
+first word. Last, the *copy rate*: the fraction of predictions (and, for comparison, of targets)
+that are a subsequence of their input, i.e. could be written by keeping and deleting input
+characters alone -- a model that copies digits instead of computing shows up here.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ def breakdown(workdir: str) -> dict[str, tuple[int, int]]:
   return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
 
 
+def is_subsequence(text: str, source: str) -> bool:
+  """Whether ``text`` can be obtained from ``source`` by deleting characters."""
+  rest = iter(source)
+  return all(c in rest for c in text)
+
+
+def copy_rates(workdir: str) -> tuple[float, float]:
+  """(predictions, targets): the fraction that are subsequences of their input."""
+  records = _records(workdir)
+  n = max(len(records), 1)
+  pred = sum(is_subsequence(r['prediction'], r['input']) for r in records) / n
+  target = sum(is_subsequence(r['target'], r['input']) for r in records) / n
+  return pred, target
+
+
 def structural(workdir: str) -> dict[str, float]:
   """GED bounds and WL similarity of the run's predictions, with the run's own settings."""
   with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
@@ -66,6 +83,8 @@ def main(argv: list[str]) -> None:
     print('  ' + ', '.join(f'{k} {v:.4f}' for k, v in structural(workdir).items()))
     for name, (c, t) in groups.items():
       print(f'  {name:>8}  {c:4d}/{t:<4d} {c / t:.3f}')
+    pred, target = copy_rates(workdir)
+    print(f'  copy rate (subsequence of the input): predictions {pred:.3f}, targets {target:.3f}')
 
 
 if __name__ == '__main__':

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import ml_collections
 
-LOSS_MODES = ('cross_entropy',)
+LOSS_MODES = ('cross_entropy', 'structural', 'hybrid')
+# The structural loss's keys in config.loss (see losses.py).
+STRUCTURAL_KEYS = (
+  'alpha',
+  'beta',
+  'gamma',
+  'temperature',
+  'sinkhorn_iterations',
+  'fgw_iterations',
+)
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
 
@@ -81,6 +90,16 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict()
   config.loss.mode = 'cross_entropy'
+  # total = alpha * node + beta * edge + gamma * clique (losses.py); hybrid mixes it with the
+  # cross-entropy as hybrid_lambda * structural + (1 - hybrid_lambda) * cross_entropy.
+  config.loss.alpha = 1.0
+  config.loss.beta = 0.5
+  config.loss.gamma = 2.0
+  config.loss.temperature = 0.1  # Sinkhorn's entropic regularisation epsilon.
+  config.loss.sinkhorn_iterations = 20
+  # Rounds of FGW linearisation, each a Sinkhorn solve on the gradient at the previous plan.
+  config.loss.fgw_iterations = 2
+  config.loss.hybrid_lambda = 0.5
   return config
 
 
@@ -93,6 +112,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` with a one-line message naming the first bad key."""
   _check(
     config.loss.mode in LOSS_MODES, f'loss.mode={config.loss.mode!r}, expected one of {LOSS_MODES}.'
+  )
+  for key in ('alpha', 'beta', 'gamma'):
+    _check(config.loss[key] >= 0, f'loss.{key}={config.loss[key]} must be >= 0.')
+  _check(config.loss.temperature > 0, f'loss.temperature={config.loss.temperature} must be > 0.')
+  for key in ('sinkhorn_iterations', 'fgw_iterations'):
+    value = config.loss[key]
+    _check(isinstance(value, int) and value >= 1, f'loss.{key}={value!r} must be >= 1.')
+  _check(
+    0.0 <= config.loss.hybrid_lambda <= 1.0,
+    f'loss.hybrid_lambda={config.loss.hybrid_lambda} must be in [0, 1].',
   )
   _check(
     config.data.name in DATA_NAMES, f'data.name={config.data.name!r}, expected one of {DATA_NAMES}.'

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,11 +45,17 @@ class Examples:
   ``ops``/``char_ids`` [N, L] label the input nodes; ``ins_ids`` [N, L + 1, K] hold the vocabulary
   ids of the characters inserted in each slot, then the end marker ``V``, then ``IGNORE``.
   Characters outside the vocabulary (possible in evaluation data only) are ``IGNORE``.
-  ``bucket`` [N] is the index of the smallest length budget that holds the example.
+  ``bucket`` [N] is the index of the smallest length budget that holds the example. The texts
+  themselves are kept as code points (``-1`` on padding) with the targets' vocabulary ids, for the
+  structural loss.
   """
 
   pairs: tuple[data_lib.Pair, ...]
   source_len: np.ndarray
+  source_codes: np.ndarray
+  target_codes: np.ndarray
+  target_len: np.ndarray
+  target_ids: np.ndarray
   ops: np.ndarray
   char_ids: np.ndarray
   ins_ids: np.ndarray
@@ -137,6 +143,10 @@ def make_examples(
   return Examples(
     tuple(pairs),
     source_len,
+    source,
+    target,
+    target_len,
+    to_vocab_ids(target, vocab),
     ops.astype(np.int32),
     to_vocab_ids(chars, vocab),
     ins_ids.astype(np.int32),
@@ -177,6 +187,10 @@ def make_batch(
     'ops': rows(examples.ops, length),
     'char_ids': rows(examples.char_ids, length),
     'ins_ids': rows(examples.ins_ids, length + 1),
+    'source_codes': rows(examples.source_codes, length),
+    'target_codes': rows(examples.target_codes, length),
+    'target_len': rows(examples.target_len, fill=0),
+    'target_ids': rows(examples.target_ids, length),
     'weights': np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
   }
 
@@ -264,8 +278,36 @@ def create_train_state(
   return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config))
 
 
-def compute_loss(params, state: TrainState, batch, rng, loss_mode: str):
-  """The training loss of ``loss_mode`` and its metrics."""
+class LossSpec(NamedTuple):
+  """The static part of the loss: one compiled train step per distinct value."""
+
+  mode: str = 'cross_entropy'
+  structural: losses.StructuralSpec = losses.StructuralSpec()
+
+
+_DEFAULT_SPEC = LossSpec()
+
+
+def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
+  return LossSpec(
+    config.loss.mode,
+    losses.StructuralSpec(
+      config.model.skip_window, config.loss.sinkhorn_iterations, config.loss.fgw_iterations
+    ),
+  )
+
+
+def loss_weights(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  """The traced loss settings: a sweep over them reuses one compiled step."""
+  keys = ('alpha', 'beta', 'gamma', 'temperature', 'hybrid_lambda')
+  return {k: jnp.asarray(config.loss[k], jnp.float32) for k in keys}
+
+
+def compute_loss(params, state: TrainState, batch, rng, spec: LossSpec, weights):
+  """The training loss of ``spec.mode`` and its metrics.
+
+  The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor.
+  """
   outputs = state.apply_fn(
     {'params': params},
     batch['graphs'],
@@ -273,24 +315,35 @@ def compute_loss(params, state: TrainState, batch, rng, loss_mode: str):
     train=True,
     rngs={'dropout': rng},
   )
-  if loss_mode == 'cross_entropy':
-    loss, parts = losses.cross_entropy(outputs, batch)
-  else:
-    raise ValueError(f'Unknown loss mode {loss_mode!r}.')
-  return loss, parts
+  ce, parts = losses.cross_entropy(outputs, batch)
+  parts['cross_entropy'] = ce
+  if spec.mode == 'cross_entropy':
+    return ce, parts
+  structural, struct_parts = losses.structural(outputs, batch, weights, spec.structural)
+  parts.update(struct_parts, structural=structural)
+  if spec.mode == 'structural':
+    return structural, parts
+  if spec.mode == 'hybrid':
+    lam = weights['hybrid_lambda']
+    return lam * structural + (1.0 - lam) * ce, parts
+  raise ValueError(f'Unknown loss mode {spec.mode!r}.')
 
 
 def _global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-@functools.partial(jax.jit, static_argnames='loss_mode', donate_argnums=0)
+@functools.partial(jax.jit, static_argnames='spec', donate_argnums=0)
 def train_step(
-  state: TrainState, batch, rng: jax.Array, loss_mode: str = 'cross_entropy'
+  state: TrainState, batch, rng: jax.Array, weights=None, spec: LossSpec = _DEFAULT_SPEC
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer step; returns the new state and scalar metrics (still on device)."""
+  """One optimizer step; returns the new state and scalar metrics (still on device).
+
+  ``spec`` (static) picks the loss; ``weights`` (traced, from :func:`loss_weights`) are its
+  alpha/beta/gamma/temperature/hybrid_lambda, unused by the cross-entropy.
+  """
   grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
-  (loss, parts), grads = grad_fn(state.params, state, batch, rng, loss_mode)
+  (loss, parts), grads = grad_fn(state.params, state, batch, rng, spec, weights)
   state = state.apply_gradients(grads=grads)
   return state, {'loss': loss, 'grad_norm': _global_norm(grads), **parts}
 
@@ -467,12 +520,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex):
   """Trains from ``state.step`` to the end; returns the state and the last step's evaluation."""
   schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
+  spec, weights = loss_spec(config), loss_weights(config)
   t_log, s_log, final = time.time(), int(state.step), None
   for step in range(int(state.step), config.num_train_steps):
     idx = schedule.indices(step)
     batch = jax.tree.map(jnp.asarray, make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]))
     state, step_metrics = train_step(
-      state, batch, jax.random.fold_in(step_rng, step), loss_mode=config.loss.mode
+      state, batch, jax.random.fold_in(step_rng, step), weights, spec=spec
     )
     done, last = step + 1, step + 1 == config.num_train_steps
     if done % config.log_every_steps == 0 or last:

@@ -1,5 +1,6 @@
 """Tests for config validation and the command line."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +28,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('optimizer.warmup_steps', 6000, 'warmup_steps'),
     ('metrics.wl_iterations', -1, 'wl_iterations'),
     ('metrics.ged_costs.edge_ins', -0.5, 'edge_ins'),
+    ('loss.alpha', -1.0, 'loss.alpha'),
+    ('loss.beta', -0.1, 'loss.beta'),
+    ('loss.gamma', -2.0, 'loss.gamma'),
+    ('loss.temperature', 0.0, 'loss.temperature'),
+    ('loss.sinkhorn_iterations', 0, 'loss.sinkhorn_iterations'),
+    ('loss.fgw_iterations', 0, 'loss.fgw_iterations'),
+    ('loss.hybrid_lambda', 1.5, 'loss.hybrid_lambda'),
+    ('loss.hybrid_lambda', -0.1, 'loss.hybrid_lambda'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):
@@ -38,8 +47,17 @@ def test_bad_values_are_one_line_errors(key, value, message):
   assert '\n' not in str(info.value)
 
 
-def test_configs_validate():
-  config_lib.validate(config_lib.base_config())
+@pytest.mark.parametrize('name', ['cross_entropy', 'structural', 'hybrid'])
+def test_config_files_validate_and_set_their_mode(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config_lib.validate(config)
+  assert config.loss.mode == name
+  assert (config.loss.alpha, config.loss.beta, config.loss.gamma) == (1.0, 0.5, 2.0)
+  assert (config.loss.temperature, config.loss.sinkhorn_iterations) == (0.1, 20)
+  assert config.loss.hybrid_lambda == 0.5
 
 
 def _cli(*args):

@@ -18,3 +18,7 @@ def test_breakdown_groups_by_head_symbol(tmp_path):
   got = breakdown.structural(str(tmp_path))
   assert got['ged_lower'] == got['ged_upper'] == 0.25
   assert 0.0 < got['wl_similarity'] < 1.0
+  # '3' and '6' cannot be copied from their inputs; '5' cannot either; '' -> 'x' neither.
+  assert breakdown.copy_rates(str(tmp_path)) == (0.0, 0.0)
+  assert breakdown.is_subsequence('29', '(+ 20 9)') and not breakdown.is_subsequence('92', '(+ 29)')
+  assert breakdown.is_subsequence('', '')

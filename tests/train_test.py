@@ -88,15 +88,24 @@ def _batch(ex, idx, budget):
   return jax.tree.map(jnp.asarray, train.make_batch(ex, np.asarray(idx), budget))
 
 
-def test_train_step_is_finite_and_never_retraces(setup):
+@pytest.mark.parametrize('mode', ['cross_entropy', 'structural', 'hybrid'])
+def test_train_step_is_finite_and_never_retraces(setup, mode):
+  """One trace per mode, whatever the batch and the (traced) loss weights."""
   config, _, ex, budget, state = setup
-  step = jax.jit(
-    chex.assert_max_traces(train.train_step.__wrapped__, n=1), static_argnames='loss_mode'
-  )
+  config = config.copy_and_resolve_references()
+  config.loss.mode = mode
+  chex.clear_trace_counter()
+  spec = train.loss_spec(config)
+  step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=1), static_argnames='spec')
   small = [i for i in range(len(ex)) if ex.bucket[i] == 0]
   for i, idx in enumerate([small[:3], small[3:], small[::-1]]):
-    state, metrics = step(state, _batch(ex, idx, budget), jax.random.key(i))
+    config.loss.alpha, config.loss.gamma = 1.0 + i, 2.0 / (1 + i)
+    config.loss.temperature, config.loss.hybrid_lambda = 0.1 / (1 + i), 0.3 * i
+    weights = train.loss_weights(config)
+    state, metrics = step(state, _batch(ex, idx, budget), jax.random.key(i), weights, spec=spec)
     assert all(np.isfinite(float(v)) for v in metrics.values())
+    if mode != 'cross_entropy':
+      assert {'node_cost', 'edge_cost', 'clique_cost', 'cross_entropy'} <= set(metrics)
   assert int(state.step) == 3
 
 

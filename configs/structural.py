@@ -1,0 +1,16 @@
+"""The structural loss: alpha * node + beta * edge + gamma * clique under a soft graph matching.
+
+No edit labels are used for training (the cross-entropy is only logged, as a monitor).
+
+python -m grapheme_jax.main --config=configs/structural.py --workdir=/tmp/structural \
+    --config.loss.alpha=1.0 --config.loss.beta=0.5 --config.loss.gamma=2.0
+"""
+
+from grapheme_jax import config_lib
+
+
+def get_config(arg=None):
+  del arg
+  config = config_lib.base_config()
+  config.loss.mode = 'structural'
+  return config

@@ -1,0 +1,266 @@
+"""The predicted graph as a differentiable object, and text graphs in the same representation.
+
+The model's heads define a distribution over output texts (``models.py``): every source node ``s``
+survives (KEEP or MODIFY) or is deleted, independently; insertion slot ``s`` holds ``c_s``
+characters, where position ``k`` is used iff none of positions ``0..k`` predicted the end marker.
+Decoding takes the argmax of each of these factors (``train.predictions_to_edits``).
+
+A :class:`SoftGraph` lays out every *candidate* output node in output order -- for each group
+``s = 0..L``: insertion positions ``(s, 0..K-1)``, then source node ``s`` (a placeholder of mass 0
+for ``s = L``), so ``N = (L + 1) (K + 1)`` -- with
+
+* ``mass``: the probability that the candidate exists;
+* ``keep_prob``/``keep_code``/``char_probs``: its character distribution *given* it exists (a
+  kept source node has its own code point, which may be outside the vocabulary);
+* ``rank``: the expected number of nodes before it given it exists (in a text graph, its number
+  of ancestors: a structural invariant, not an array index);
+* ``adjacency[i, j]``: the probability of the edge ``i -> j`` given both exist, by the rules of
+  ``graphs.text_to_graph`` (an edge iff fewer than ``w = skip_window`` surviving nodes lie between);
+* ``cliques[i, j]`` (``i <= j``): the expected number of ``(w + 1)``-cliques (windows of ``w + 1``
+  consecutive nodes) that contain both nodes given both exist, divided by ``w + 1``; the diagonal
+  is each node's own clique count.
+
+These expectations are exact under the model's factorised distribution: given that both ``i`` and
+``j`` exist, the counts of survivors before ``i``, between them and after ``j`` are independent
+(existence of ``(s, k)`` forces positions ``(s, <k)`` and leaves the rest of the slot a fresh
+chain), so each is a count distribution truncated at ``w`` computed by convolutions along the
+groups. With hard outputs (masses 0 or 1) the surviving candidates form exactly
+``text_to_graph(decoded text)`` (tested).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class SoftGraph(NamedTuple):
+  """Node and pair quantities of a batch of (soft) text graphs; see the module docstring."""
+
+  mass: jax.Array  # [B, N]
+  keep_prob: jax.Array  # [B, N]
+  keep_code: jax.Array  # [B, N] int, -1 where none.
+  char_probs: jax.Array  # [B, N, V] over the vocabulary (sums to 1 - keep_prob).
+  rank: jax.Array  # [B, N]
+  adjacency: jax.Array  # [B, N, N]
+  cliques: jax.Array  # [B, N, N]
+
+
+def clique_counts(before, distance, after, window: int):
+  """Windows of ``window + 1`` consecutive nodes containing two nodes ``distance`` apart.
+
+  ``before`` is the number of nodes before the first, ``after`` after the second (both may be
+  truncated at ``window``); 0 where ``distance > window``. Works on numpy and jax arrays.
+  """
+  xp = jnp if isinstance(before + distance + after, jax.Array) else np
+  slack = window - distance
+  count = xp.minimum(before, slack) - xp.maximum(0, slack - after) + 1
+  return xp.where(slack >= 0, xp.maximum(count, 0), 0)
+
+
+def _clique_table(window: int) -> np.ndarray:
+  """F[a, d, b] = clique_counts(a, d, b) / (window + 1) for a, b in 0..window, d in 0..window."""
+  a, d, b = np.meshgrid(*(np.arange(window + 1),) * 3, indexing='ij')
+  return clique_counts(a, d, b, window) / (window + 1)
+
+
+@functools.partial(jax.jit, static_argnames='window')
+def text_graphs(codes: jax.Array, length: jax.Array, window: int) -> SoftGraph:
+  """Hard text graphs ([B, M] code points, [B] lengths) in the ``SoftGraph`` representation."""
+  m = codes.shape[1]
+  pos = jnp.arange(m)
+  real = pos[None, :] < length[:, None]
+  diff = pos[None, :] - pos[:, None]  # [i, j] -> j - i.
+  both = real[:, :, None] & real[:, None, :]
+  adjacency = both & (diff > 0) & (diff <= window)
+  before = jnp.minimum(pos, window)[None, :, None]
+  after = jnp.minimum(length[:, None, None] - 1 - pos[None, None, :], window)
+  cliques = clique_counts(before, diff[None], after, window) / (window + 1)
+  cliques = jnp.where(both & (diff >= 0), cliques, 0.0)
+  mass = real.astype(jnp.float32)
+  return SoftGraph(
+    mass=mass,
+    keep_prob=mass,
+    keep_code=jnp.where(real, codes, -1),
+    char_probs=jnp.zeros(codes.shape + (0,), jnp.float32),
+    rank=jnp.where(real, pos, 0).astype(jnp.float32),
+    adjacency=adjacency.astype(jnp.float32),
+    cliques=cliques.astype(jnp.float32),
+  )
+
+
+# --- Count distributions truncated at w, stored as their first w entries ("sub-distributions":
+# P(count = c) for c < w; the remainder is P(count >= w)). Convolution keeps that form exactly.
+
+
+def _conv(p: jax.Array, q: jax.Array) -> jax.Array:
+  w = p.shape[-1]
+  return jnp.stack([sum(p[..., x] * q[..., c - x] for x in range(c + 1)) for c in range(w)], -1)
+
+
+def _full(p: jax.Array) -> jax.Array:
+  """Appends the ``>= w`` bucket."""
+  return jnp.concatenate([p, 1.0 - p.sum(-1, keepdims=True)], -1)
+
+
+def _delta(values, window: int) -> jax.Array:
+  """Sub-distributions of deterministic counts (all-zero where the count is >= window)."""
+  return (np.asarray(values)[..., None] == np.arange(window)).astype(np.float32)
+
+
+def _between_groups(group: jax.Array) -> jax.Array:
+  """D[b, s, t] = distribution of the count in groups s+1..t-1, for s < t, from [B, G, w] groups.
+
+  A scan over the offset t - s, vectorised over s.
+  """
+  b, g, w = group.shape
+  padded = jnp.concatenate([group, jnp.zeros((b, g, w), group.dtype)], axis=1)
+  first = jnp.broadcast_to(jnp.asarray(_delta(0, w), group.dtype), (b, g, w))
+
+  def step(prev, offset):  # prev[s] = groups s+1 .. s+offset-1; extend by group s+offset.
+    nxt = _conv(prev, jax.lax.dynamic_slice_in_dim(padded, offset, g, axis=1))
+    return nxt, prev
+
+  _, by_offset = jax.lax.scan(step, first, jnp.arange(1, g))  # [G-1, B, G, w]: offsets 1..G-1.
+  s, t = np.meshgrid(np.arange(g), np.arange(g), indexing='ij')
+  out = by_offset[np.clip(t - s - 1, 0, g - 2), :, s]  # [G, G, B, w]
+  return jnp.where(jnp.asarray(t > s)[..., None, None], out, 0.0).transpose(2, 0, 1, 3)
+
+
+@functools.partial(jax.jit, static_argnames='window')
+def predicted_graphs(
+  outputs: dict[str, jax.Array],
+  source_codes: jax.Array,
+  source_len: jax.Array,
+  window: int,
+) -> SoftGraph:
+  """The soft graph of the model's outputs (see the module docstring).
+
+  Args:
+    outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
+      [B, L + 1, K, V + 1].
+    source_codes: [B, L] input code points (anything on padding).
+    source_len: [B] input lengths; nodes and slots beyond them have mass 0.
+    window: the text graphs' ``skip_window``.
+  """
+  op, char, ins = outputs['op_logits'], outputs['char_logits'], outputs['ins_logits']
+  bsz, length, num_ops = op.shape
+  k_max, vocab = ins.shape[2], char.shape[2]
+  w = window
+  node_real = jnp.arange(length)[None, :] < source_len[:, None]
+  slot_real = jnp.arange(length + 1)[None, :] <= source_len[:, None]
+
+  # Source nodes: op probabilities (KEEP = 0, DELETE = 1, MODIFY = 2; see edits.py).
+  op_p = jax.nn.softmax(op, -1)
+  node_mass = jnp.where(node_real, op_p[..., 0] + op_p[..., 2], 0.0)
+  node_gone = jnp.where(node_real, op_p[..., 1], 1.0)
+  survive = jax.nn.softmax(op[..., jnp.array([0, 2])], -1)  # KEEP vs MODIFY given it survives.
+  node_chars = survive[..., 1:] * jax.nn.softmax(char, -1)
+
+  # Insertion positions: q = P(position k is not the end marker); mass = prod_{j<=k} q_j.
+  ins_p = jax.nn.softmax(ins, -1)
+  cont = jnp.where(slot_real[..., None], 1.0 - ins_p[..., vocab], 0.0)  # [B, L+1, K]
+  end = jnp.where(slot_real[..., None], ins_p[..., vocab], 1.0)
+  ins_mass = jnp.cumprod(cont, -1)
+  ins_chars = jax.nn.softmax(ins[..., :vocab], -1)
+
+  # Per-position products of continuations: run[r][., k] = prod_{j=k+1}^{k+r} cont_j.
+  pad = max(w + 1, 1)
+  cont_p = jnp.concatenate([cont, jnp.zeros((bsz, length + 1, pad), cont.dtype)], -1)
+  end_p = jnp.concatenate([end, jnp.ones((bsz, length + 1, pad), end.dtype)], -1)
+  # Slot count distribution: P(c = k) = mass(k-1) * end(k), mass(-1) = 1.
+  prev_mass = jnp.concatenate([jnp.ones_like(ins_mass[..., :1]), ins_mass], -1)
+  prev_mass = jnp.concatenate([prev_mass, jnp.zeros((bsz, length + 1, pad), cont.dtype)], -1)
+  slot_dist = prev_mass[..., :w] * end_p[..., :w]  # [B, L+1, w]
+  # Rest of the slot after position k, given k exists: P(R = r) = run_r(k) * end(k + r + 1).
+  run, tail_slot = jnp.ones_like(cont), []
+  for r in range(w):
+    tail_slot.append(run * end_p[..., r + 1 : r + 1 + k_max])
+    run = run * cont_p[..., r + 1 : r + 1 + k_max]
+  tail_slot = jnp.stack(tail_slot, -1)  # [B, L+1, K, w]
+
+  node_full = jnp.concatenate([node_mass, jnp.zeros((bsz, 1))], 1)  # Placeholder node s = L.
+  gone = jnp.concatenate([node_gone, jnp.ones((bsz, 1))], 1)
+  bern = jnp.stack([gone, node_full] + [jnp.zeros_like(gone)] * (w - 1), -1)[..., :w]
+  group = _conv(slot_dist, bern)  # [B, L+1, w]
+  # Groups with virtual empty ones at both ends, so prefix/suffix are "between" distributions.
+  empty = jnp.broadcast_to(jnp.asarray(_delta(0, w)), (bsz, 1, w))
+  between = _between_groups(jnp.concatenate([empty, group, empty], 1))  # [B, G+2, G+2, w]
+  g = length + 1
+  prefix = between[:, 0, 1 : g + 1]  # [B, G, w]: groups before s.
+  suffix = between[:, 1 : g + 1, g + 1]  # [B, G, w]: groups after s.
+  groups_between = between[:, 1 : g + 1, 1 : g + 1]  # [B, G, G, w]
+
+  # Candidate layout: [B, G, K + 1] -> [B, N]. Static group index and in-group position.
+  kk = np.arange(k_max + 1)
+  is_ins = kk < k_max
+  head = jnp.concatenate(  # Count of earlier nodes of the same group, given the candidate exists.
+    [
+      jnp.broadcast_to(jnp.asarray(_delta(kk[:k_max], w)), (bsz, g, k_max, w)),
+      slot_dist[:, :, None],
+    ],
+    2,
+  )
+  tail_in_slot = jnp.concatenate([tail_slot, jnp.zeros((bsz, g, 1, w))], 2)
+  tail = jnp.where(  # Later nodes of the same group, given the candidate exists.
+    jnp.asarray(is_ins)[:, None], _conv(tail_in_slot, bern[:, :, None]), jnp.asarray(_delta(0, w))
+  )
+  n = g * (k_max + 1)
+  flat = lambda x: x.reshape((bsz, n) + x.shape[3:])  # noqa: E731
+  head, tail, tail_in_slot = flat(head), flat(tail), flat(tail_in_slot)
+  gid = np.repeat(np.arange(g), k_max + 1)
+  pos = np.tile(kk, g)
+
+  pre = _full(_conv(prefix[:, gid], head))  # [B, N, w+1]
+  suf = _full(_conv(tail, suffix[:, gid]))
+  mid = _conv(_conv(tail[:, :, None], groups_between[:, gid][:, :, gid]), head[:, None])
+  # Pairs within one group: forced positions in between (two insertions), or the slot's tail.
+  same = gid[:, None] == gid[None, :]
+  ins_i, ins_j = np.tile(is_ins, g)[:, None], np.tile(is_ins, g)[None, :]
+  det = _delta(pos[None, :] - pos[:, None] - 1, w)  # [N, N, w]
+  within = jnp.where(
+    jnp.asarray(ins_i & ins_j)[..., None], jnp.asarray(det), tail_in_slot[:, :, None]
+  )
+  order = pos[None, :] > pos[:, None]
+  mid = jnp.where(jnp.asarray(same)[..., None], within, mid)
+  forward = np.where(same, order, gid[None, :] > gid[:, None])
+  mid = jnp.where(jnp.asarray(forward)[..., None], mid, 0.0)  # [B, N, N, w]
+
+  table = jnp.asarray(_clique_table(w))
+  # cliques[i, j] = sum_{a, c, d} pre[i, a] mid[i, j, c] suf[j, d] F[a, c + 1, d], by matmuls.
+  left = jnp.einsum('bia,acd->bicd', pre, table[:, 1:])
+  cliques = sum(mid[..., c] * jnp.matmul(left[:, :, c], jnp.swapaxes(suf, 1, 2)) for c in range(w))
+  own = jnp.sum(jnp.matmul(pre, table[:, 0]) * suf, -1)
+  cliques = cliques + jnp.eye(n) * own[:, :, None]
+
+  mass = flat(jnp.concatenate([ins_mass, node_full[..., None]], -1))
+  group_count = ins_mass.sum(-1) + node_full  # Expected nodes per group.
+  before_groups = jnp.cumsum(group_count, -1) - group_count
+  in_group = jnp.concatenate(
+    [
+      jnp.broadcast_to(jnp.asarray(kk[:k_max], jnp.float32), (bsz, g, k_max)),
+      ins_mass.sum(-1)[..., None],
+    ],
+    -1,
+  )
+  rank = flat(before_groups[..., None] + in_group)
+  codes = jnp.concatenate([source_codes, jnp.full((bsz, 1), -1, source_codes.dtype)], 1)
+  keep = jnp.concatenate([jnp.where(node_real, survive[..., 0], 0.0), jnp.zeros((bsz, 1))], 1)
+  chars = jnp.concatenate(
+    [ins_chars, jnp.concatenate([node_chars, jnp.zeros((bsz, 1, vocab))], 1)[:, :, None]], 2
+  )
+  return SoftGraph(
+    mass=mass,
+    keep_prob=flat(jnp.concatenate([jnp.zeros((bsz, g, k_max)), keep[..., None]], -1)),
+    keep_code=flat(
+      jnp.concatenate([jnp.full((bsz, g, k_max), -1, codes.dtype), codes[..., None]], -1)
+    ),
+    char_probs=flat(chars),
+    rank=rank,
+    adjacency=mid.sum(-1),
+    cliques=cliques,
+  )

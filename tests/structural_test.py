@@ -1,0 +1,211 @@
+"""Laws of the structural loss (losses.structural and friends)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from grapheme_jax import config_lib, graphs, losses, soft_graph
+
+DEFAULTS = {k: config_lib.base_config().loss[k] for k in config_lib.STRUCTURAL_KEYS}
+IGNORE = losses.IGNORE
+
+
+def _hard(texts, length=16, window=2):
+  codes, lengths = graphs.encode(texts, length)
+  return soft_graph.text_graphs(jnp.asarray(codes), jnp.asarray(lengths), window)
+
+
+def _costs(pred, target, target_ids=None, **overrides):
+  settings = {**DEFAULTS, **overrides}
+  if target_ids is None:
+    target_ids = jnp.full(target.mass.shape, IGNORE)
+  return losses.structural_costs(pred, target, target_ids, **settings)
+
+
+def _random_texts(rng, count, max_length=16):
+  alphabets = ['ab', '0123456789+-*() ', 'héllo wörld', '日本語テキスト', 'xyz\u0301\U0001f600']
+  texts = []
+  for _ in range(count):
+    alphabet = alphabets[rng.integers(len(alphabets))]
+    texts.append(''.join(rng.choice(list(alphabet), rng.integers(0, max_length + 1))))
+  return texts
+
+
+def _total(costs, lengths, alpha=1.0, beta=0.5, gamma=2.0):
+  total = alpha * costs['node'] + beta * costs['edge'] + gamma * costs['clique']
+  return np.asarray(total) / np.maximum(np.asarray(lengths), 1)
+
+
+def test_identical_graphs_cost_nothing_at_the_defaults():
+  assert losses.structural_loss_texts('Hello', 'Hello')['total'] <= 1e-3
+  texts = _random_texts(np.random.default_rng(0), 200)
+  texts[:3] = ['', 'abababababababab', '(+ 11 11)']
+  graphs_ = _hard(texts)
+  totals = _total(_costs(graphs_, graphs_), [len(t) for t in texts])
+  assert np.all(totals <= 1e-3), (totals.max(), texts[int(totals.argmax())])
+
+
+def test_closer_texts_cost_less_and_costs_are_non_negative():
+  near = losses.structural_loss_texts('hello', 'hallo')
+  far = losses.structural_loss_texts('hello', 'world')
+  assert near['total'] < far['total']
+  assert set(near) == {'node', 'edge', 'clique', 'total'}
+  rng = np.random.default_rng(1)
+  for _ in range(3):
+    pred, target, ids = _random_soft_problem(rng)
+    for temperature in (1.0, 0.1, 1e-3):
+      costs = _costs(pred, target, ids, temperature=temperature)
+      for key in ('node', 'edge', 'clique'):
+        assert np.all(np.asarray(costs[key]) >= 0), key
+
+
+def test_empty_texts():
+  assert losses.structural_loss_texts('', '')['total'] == 0.0
+  # Three insertions, three missing edges, and the one missing triangle.
+  out = losses.structural_loss_texts('', 'abc')
+  np.testing.assert_allclose([out['node'], out['edge']], [1.0, 1.0], atol=1e-4)
+  with pytest.raises(TypeError, match='Unknown setting'):
+    losses.structural_loss_texts('a', 'b', alpah=1.0)
+
+
+def _random_soft_problem(rng, b=2, length=4, k=2, v=3, dtype=np.float32):
+  outputs = {
+    'op_logits': rng.normal(size=(b, length, 3)).astype(dtype),
+    'char_logits': rng.normal(size=(b, length, v)).astype(dtype),
+    'ins_logits': (rng.normal(size=(b, length + 1, k, v + 1)) + np.r_[np.zeros(v), 1.0]).astype(
+      dtype
+    ),
+  }
+  sources = ['abca', 'ba'][:b]
+  targets = ['abc', 'cab'][:b]
+  s_codes, s_len = graphs.encode(sources, length)
+  t_codes, t_len = graphs.encode(targets, length)
+  pred = soft_graph.predicted_graphs(outputs, jnp.asarray(s_codes), jnp.asarray(s_len), 2)
+  target = soft_graph.text_graphs(jnp.asarray(t_codes), jnp.asarray(t_len), 2)
+  ids = jnp.asarray(np.where(t_codes >= 0, t_codes - ord('a'), IGNORE))  # vocab = 'abc'.
+  return pred, target, ids
+
+
+def _permute(graph, perm):
+  p = jnp.asarray(perm)
+  return soft_graph.SoftGraph(
+    mass=graph.mass[:, p],
+    keep_prob=graph.keep_prob[:, p],
+    keep_code=graph.keep_code[:, p],
+    char_probs=graph.char_probs[:, p],
+    rank=graph.rank[:, p],
+    adjacency=graph.adjacency[:, p][:, :, p],
+    cliques=graph.cliques[:, p][:, :, p],
+  )
+
+
+def test_invariant_to_the_order_of_nodes_within_a_graph():
+  rng = np.random.default_rng(2)
+  pred, target, ids = _random_soft_problem(rng)
+  base = _costs(pred, target, ids)
+  pred_perm = rng.permutation(pred.mass.shape[1])
+  target_perm = rng.permutation(target.mass.shape[1])
+  moved = _costs(_permute(pred, pred_perm), _permute(target, target_perm), ids[:, target_perm])
+  for key in ('node', 'edge', 'clique'):
+    np.testing.assert_allclose(moved[key], base[key], rtol=1e-4, atol=1e-6)
+
+
+def _augmented_assignment(pred: str, target: str) -> float:
+  """Riesen-Bunke's (n + m) x (n + m) assignment with unit node costs, solved exactly."""
+  n, m = len(pred), len(target)
+  big = 1e6
+  cost = np.zeros((n + m, n + m))
+  cost[:n, :m] = np.array([[float(a != b) for b in target] for a in pred]).reshape(n, m)
+  cost[:n, m:] = np.where(np.eye(n), 1.0, big)
+  cost[n:, :m] = np.where(np.eye(m), 1.0, big)
+  rows, cols = linear_sum_assignment(cost)
+  return float(cost[rows, cols].sum())
+
+
+def test_node_term_tends_to_the_optimal_assignment_as_temperature_vanishes():
+  rng = np.random.default_rng(3)
+  preds = _random_texts(rng, 24, 10)
+  targets = _random_texts(rng, 24, 10)
+  exact = np.array([_augmented_assignment(p, t) for p, t in zip(preds, targets)])
+  errors = []
+  for temperature in (0.1, 0.03, 0.01):
+    costs = _costs(
+      _hard(preds),
+      _hard(targets),
+      beta=0.0,
+      gamma=0.0,
+      temperature=temperature,
+      sinkhorn_iterations=3000,
+    )
+    errors.append(np.abs(np.asarray(costs['node']) - exact).max())
+  # The entropic bias shrinks with the temperature down to float32 rounding of the sums.
+  assert errors[2] < 2e-3, errors
+  assert errors[0] + 1e-3 >= errors[1] >= errors[2] - 1e-3, errors
+
+
+def _loss_fn(outputs, batch, weights, spec):
+  return losses.structural(outputs, batch, weights, spec)[0]
+
+
+def _batch(sources, targets, length, vocab='abc'):
+  s_codes, s_len = graphs.encode(sources, length)
+  t_codes, t_len = graphs.encode(targets, length)
+  lookup = {ord(c): i for i, c in enumerate(vocab)}
+  ids = np.vectorize(lambda c: lookup.get(int(c), IGNORE))(t_codes)
+  return {
+    'source_codes': jnp.asarray(s_codes),
+    'source_len': jnp.asarray(s_len),
+    'target_codes': jnp.asarray(t_codes),
+    'target_len': jnp.asarray(t_len),
+    'target_ids': jnp.asarray(ids),
+    'weights': jnp.asarray([1.0] * len(sources)),
+  }
+
+
+def test_gradients_equal_central_finite_differences_in_float64():
+  rng = np.random.default_rng(4)
+  with jax.enable_x64(True):
+    length, k, v = 3, 2, 3
+    batch = _batch(['ab', 'cab'], ['abc', 'b'], length)
+    outputs = {
+      'op_logits': jnp.asarray(rng.normal(size=(2, length, 3))),
+      'char_logits': jnp.asarray(rng.normal(size=(2, length, v))),
+      'ins_logits': jnp.asarray(rng.normal(size=(2, length + 1, k, v + 1))),
+    }
+    weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3}
+    spec = losses.StructuralSpec(skip_window=2, sinkhorn_iterations=10, fgw_iterations=2)
+    f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
+    grad = jax.grad(f)(outputs)
+    assert f(outputs).dtype == jnp.float64
+    h = 1e-5
+    for _ in range(6):
+      direction = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), outputs)
+      plus = jax.tree.map(lambda x, d: x + h * d, outputs, direction)
+      minus = jax.tree.map(lambda x, d: x - h * d, outputs, direction)
+      fd = (f(plus) - f(minus)) / (2 * h)
+      analytic = sum(
+        jnp.sum(g * d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
+      )
+      np.testing.assert_allclose(analytic, fd, rtol=1e-4)
+
+
+def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3():
+  rng = np.random.default_rng(5)
+  length, k, v = 8, 3, 3
+  batch = _batch(['abcab', '', 'c', 'aaaaaaaa'], ['ba', 'abc', '', 'aaaa'], length)
+  batch['weights'] = jnp.asarray([1.0, 1.0, 1.0, 0.0])  # An empty batch slot too.
+  outputs = {
+    'op_logits': jnp.asarray(5 * rng.normal(size=(4, length, 3)), jnp.float32),
+    'char_logits': jnp.asarray(5 * rng.normal(size=(4, length, v)), jnp.float32),
+    'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
+  }
+  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3}
+  loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, losses.StructuralSpec())
+  assert np.isfinite(float(loss))
+  for g in jax.tree.leaves(grad):
+    assert np.all(np.isfinite(np.asarray(g)))
+  # Nothing flows into padding: nodes past the source length, or the weight-0 example.
+  np.testing.assert_array_equal(grad['op_logits'][0, 5:], 0.0)
+  np.testing.assert_array_equal(grad['op_logits'][3], 0.0)
