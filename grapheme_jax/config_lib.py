@@ -18,9 +18,11 @@ STRUCTURAL_KEYS = (
   'temperature',
   'sinkhorn_iterations',
   'fgw_iterations',
+  'node_cost',
 )
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
+NODE_COSTS = ('mismatch', 'likelihood')  # As losses.NODE_COSTS.
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -99,6 +101,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.sinkhorn_iterations = 20
   # Rounds of FGW linearisation, each a Sinkhorn solve on the gradient at the previous plan.
   config.loss.fgw_iterations = 2
+  # How the node term prices the plan: 'likelihood' (-log m - log p per matched node, -log(1 - m)
+  # per deleted one, 3 per inserted one; losses.py) or 'mismatch' (1 - p, the expected GED
+  # substitution cost, whose gradient vanishes on wrong answers: it did not learn; see README).
+  config.loss.node_cost = 'likelihood'
   config.loss.hybrid_lambda = 0.5
   return config
 
@@ -119,6 +125,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('sinkhorn_iterations', 'fgw_iterations'):
     value = config.loss[key]
     _check(isinstance(value, int) and value >= 1, f'loss.{key}={value!r} must be >= 1.')
+  _check(
+    config.loss.node_cost in NODE_COSTS,
+    f'loss.node_cost={config.loss.node_cost!r}, expected one of {NODE_COSTS}.',
+  )
   _check(
     0.0 <= config.loss.hybrid_lambda <= 1.0,
     f'loss.hybrid_lambda={config.loss.hybrid_lambda} must be in [0, 1].',

@@ -17,8 +17,10 @@ Gromov-Wasserstein objective (Vayer et al. 2019) made unbalanced with one dummy 
   masses 0 or 1, an optimal transport plan of this problem is an optimal solution of Riesen &
   Bunke's ``(n + m) x (n + m)`` assignment (transport polytopes with integer marginals have integer
   vertices), which the tests check against scipy's ``linear_sum_assignment``.
-* ``node(P) = <P, C>`` with ``C_ia = 1 - Pr(char_i = char_a)``, 1 for a deletion or an insertion,
-  0 dummy-to-dummy;
+* the plan's costs ``C_ia = 1 - Pr(char_i = char_a)``, 1 for a deletion or an insertion, 0
+  dummy-to-dummy (GED's unit costs); the node term prices the plan either with them,
+  ``node(P) = <P, C>`` (``loss.node_cost='mismatch'``), or as the negative log-likelihood of the
+  target's nodes under it (``'likelihood'``, the default; see :func:`_node_term`);
 * ``edge(P) = sum_{ia, jb} P_ia P_jb (A_ij - B_ab)^2`` with directed adjacencies extended by an
   edgeless dummy: on a hard matching it counts every missing and every extra edge once;
 * ``clique(P)``: the same form on the clique co-membership matrices (soft counts of the
@@ -92,6 +94,14 @@ class StructuralSpec(NamedTuple):
   skip_window: int = 2
   sinkhorn_iterations: int = 20
   fgw_iterations: int = 2
+  node_cost: str = 'likelihood'
+
+
+NODE_COSTS = ('mismatch', 'likelihood')
+# 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term),
+# and a target node left to the dummy (an insertion) costs this much.
+_LOG_FLOOR = 1e-6
+_LIKELIHOOD_INSERT_COST = 3.0
 
 
 def _augment(x: jax.Array) -> jax.Array:
@@ -142,6 +152,30 @@ def _quadratic_grad(plan: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
   return rows + jnp.swapaxes(cols, 1, 2) - 2 * cross
 
 
+def _node_term(plan: jax.Array, match_cost: jax.Array, mass: jax.Array, kind: str) -> jax.Array:
+  """The node term of the loss under ``plan`` [B, N + 1, M + 1].
+
+  ``'mismatch'``: ``<P, C>`` with the expected-mismatch costs (GED's, see module docstring).
+  ``'likelihood'``: the plan-weighted negative log-likelihood of the target's nodes: a matched
+  pair costs ``-log m_i - log p_ia`` (node i exists and has the target character), a deleted node
+  ``-log(1 - m_i)`` and an inserted target node a fixed 3. Unlike ``1 - p``, whose gradient is
+  proportional to ``p``, this keeps pulling characters the model finds improbable, and it prices
+  existence in the same currency, so it does not make deletion the cheap way out.
+  """
+  if kind == 'mismatch':
+    return (plan * match_cost).sum((1, 2))
+  if kind != 'likelihood':
+    raise ValueError(f'Unknown node cost {kind!r}, expected one of {NODE_COSTS}.')
+  agree = 1.0 - match_cost[:, :-1, :-1]
+  nll = lambda x: -jnp.log(jnp.maximum(x, _LOG_FLOOR))  # noqa: E731
+  pairs = nll(agree) + nll(mass)[:, :, None]
+  return (
+    (plan[:, :-1, :-1] * pairs).sum((1, 2))
+    + (plan[:, :-1, -1] * nll(1.0 - mass)).sum(1)
+    + plan[:, -1, :-1].sum(1) * _LIKELIHOOD_INSERT_COST
+  )
+
+
 def _initial_plan(pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph) -> jax.Array:
   """Order-preserving start: node i to target a with weight m_i * max(0, 1 - |rank_i - rank_a|).
 
@@ -156,7 +190,7 @@ def _initial_plan(pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph) -> j
   return jnp.concatenate([plan, bottom[:, None]], 1)
 
 
-@functools.partial(jax.jit, static_argnames=('sinkhorn_iterations', 'fgw_iterations'))
+@functools.partial(jax.jit, static_argnames=('sinkhorn_iterations', 'fgw_iterations', 'node_cost'))
 def structural_costs(
   pred: soft_graph.SoftGraph,
   target: soft_graph.SoftGraph,
@@ -168,12 +202,18 @@ def structural_costs(
   temperature,
   sinkhorn_iterations: int,
   fgw_iterations: int,
+  node_cost: str = 'mismatch',
 ) -> dict[str, jax.Array]:
-  """Per-example node, edge and clique costs [B] (not normalised) and the final plan."""
+  """Per-example node, edge and clique costs [B] (not normalised) and the final plan.
+
+  The plan is always found with the expected-mismatch node costs; ``node_cost`` chooses how the
+  node term of the loss prices it (:func:`_node_term`).
+  """
   if fgw_iterations < 1:
     raise ValueError(f'fgw_iterations={fgw_iterations} must be >= 1.')
   a = jnp.concatenate([pred.mass, target.mass.sum(1, keepdims=True)], 1)
   b = jnp.concatenate([target.mass, pred.mass.sum(1, keepdims=True)], 1)
+  kind = node_cost
   node_cost = node_cost_matrix(pred, target, target_ids)
   adj_p, adj_t = _augment(pred.adjacency), _augment(target.adjacency)
   clq_p, clq_t = _augment(pred.cliques), _augment(target.cliques)
@@ -188,7 +228,7 @@ def structural_costs(
       cost, a, b, temperature=temperature, iterations=sinkhorn_iterations
     )
   return {
-    'node': (plan * node_cost).sum((1, 2)),
+    'node': _node_term(plan, node_cost, pred.mass, kind),
     'edge': _quadratic(plan, adj_p, adj_t),
     'clique': _quadratic(plan, clq_p, clq_t),
     'plan': plan,
@@ -218,6 +258,7 @@ def structural(
     temperature=weights['temperature'],
     sinkhorn_iterations=spec.sinkhorn_iterations,
     fgw_iterations=spec.fgw_iterations,
+    node_cost=spec.node_cost,
   )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
@@ -263,6 +304,7 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
     temperature=settings['temperature'],
     sinkhorn_iterations=settings['sinkhorn_iterations'],
     fgw_iterations=settings['fgw_iterations'],
+    node_cost=settings['node_cost'],
   )
   out = {k: float(costs[k][0]) / max(len(target), 1) for k in ('node', 'edge', 'clique')}
   out['total'] = (

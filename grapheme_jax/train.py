@@ -292,7 +292,10 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
   return LossSpec(
     config.loss.mode,
     losses.StructuralSpec(
-      config.model.skip_window, config.loss.sinkhorn_iterations, config.loss.fgw_iterations
+      config.model.skip_window,
+      config.loss.sinkhorn_iterations,
+      config.loss.fgw_iterations,
+      config.loss.node_cost,
     ),
   )
 

@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('loss.sinkhorn_iterations', 0, 'loss.sinkhorn_iterations'),
     ('loss.fgw_iterations', 0, 'loss.fgw_iterations'),
     ('loss.hybrid_lambda', 1.5, 'loss.hybrid_lambda'),
+    ('loss.node_cost', 'l2', 'loss.node_cost'),
     ('loss.hybrid_lambda', -0.1, 'loss.hybrid_lambda'),
   ],
 )

@@ -38,25 +38,27 @@ def _total(costs, lengths, alpha=1.0, beta=0.5, gamma=2.0):
   return np.asarray(total) / np.maximum(np.asarray(lengths), 1)
 
 
-def test_identical_graphs_cost_nothing_at_the_defaults():
-  assert losses.structural_loss_texts('Hello', 'Hello')['total'] <= 1e-3
+@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+def test_identical_graphs_cost_nothing_at_the_defaults(node_cost):
+  assert losses.structural_loss_texts('Hello', 'Hello', node_cost=node_cost)['total'] <= 1e-3
   texts = _random_texts(np.random.default_rng(0), 200)
   texts[:3] = ['', 'abababababababab', '(+ 11 11)']
   graphs_ = _hard(texts)
-  totals = _total(_costs(graphs_, graphs_), [len(t) for t in texts])
+  totals = _total(_costs(graphs_, graphs_, node_cost=node_cost), [len(t) for t in texts])
   assert np.all(totals <= 1e-3), (totals.max(), texts[int(totals.argmax())])
 
 
-def test_closer_texts_cost_less_and_costs_are_non_negative():
-  near = losses.structural_loss_texts('hello', 'hallo')
-  far = losses.structural_loss_texts('hello', 'world')
+@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+def test_closer_texts_cost_less_and_costs_are_non_negative(node_cost):
+  near = losses.structural_loss_texts('hello', 'hallo', node_cost=node_cost)
+  far = losses.structural_loss_texts('hello', 'world', node_cost=node_cost)
   assert near['total'] < far['total']
   assert set(near) == {'node', 'edge', 'clique', 'total'}
   rng = np.random.default_rng(1)
   for _ in range(3):
     pred, target, ids = _random_soft_problem(rng)
     for temperature in (1.0, 0.1, 1e-3):
-      costs = _costs(pred, target, ids, temperature=temperature)
+      costs = _costs(pred, target, ids, temperature=temperature, node_cost=node_cost)
       for key in ('node', 'edge', 'clique'):
         assert np.all(np.asarray(costs[key]) >= 0), key
 
@@ -64,7 +66,7 @@ def test_closer_texts_cost_less_and_costs_are_non_negative():
 def test_empty_texts():
   assert losses.structural_loss_texts('', '')['total'] == 0.0
   # Three insertions, three missing edges, and the one missing triangle.
-  out = losses.structural_loss_texts('', 'abc')
+  out = losses.structural_loss_texts('', 'abc', node_cost='mismatch')
   np.testing.assert_allclose([out['node'], out['edge']], [1.0, 1.0], atol=1e-4)
   with pytest.raises(TypeError, match='Unknown setting'):
     losses.structural_loss_texts('a', 'b', alpah=1.0)
@@ -101,13 +103,19 @@ def _permute(graph, perm):
   )
 
 
-def test_invariant_to_the_order_of_nodes_within_a_graph():
+@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+def test_invariant_to_the_order_of_nodes_within_a_graph(node_cost):
   rng = np.random.default_rng(2)
   pred, target, ids = _random_soft_problem(rng)
-  base = _costs(pred, target, ids)
+  base = _costs(pred, target, ids, node_cost=node_cost)
   pred_perm = rng.permutation(pred.mass.shape[1])
   target_perm = rng.permutation(target.mass.shape[1])
-  moved = _costs(_permute(pred, pred_perm), _permute(target, target_perm), ids[:, target_perm])
+  moved = _costs(
+    _permute(pred, pred_perm),
+    _permute(target, target_perm),
+    ids[:, target_perm],
+    node_cost=node_cost,
+  )
   for key in ('node', 'edge', 'clique'):
     np.testing.assert_allclose(moved[key], base[key], rtol=1e-4, atol=1e-6)
 
@@ -134,6 +142,7 @@ def test_node_term_tends_to_the_optimal_assignment_as_temperature_vanishes():
     costs = _costs(
       _hard(preds),
       _hard(targets),
+      node_cost='mismatch',
       beta=0.0,
       gamma=0.0,
       temperature=temperature,
@@ -164,7 +173,8 @@ def _batch(sources, targets, length, vocab='abc'):
   }
 
 
-def test_gradients_equal_central_finite_differences_in_float64():
+@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   rng = np.random.default_rng(4)
   with jax.enable_x64(True):
     length, k, v = 3, 2, 3
@@ -175,7 +185,7 @@ def test_gradients_equal_central_finite_differences_in_float64():
       'ins_logits': jnp.asarray(rng.normal(size=(2, length + 1, k, v + 1))),
     }
     weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3}
-    spec = losses.StructuralSpec(skip_window=2, sinkhorn_iterations=10, fgw_iterations=2)
+    spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, node_cost=node_cost)
     f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
     grad = jax.grad(f)(outputs)
     assert f(outputs).dtype == jnp.float64
@@ -191,7 +201,8 @@ def test_gradients_equal_central_finite_differences_in_float64():
       np.testing.assert_allclose(analytic, fd, rtol=1e-4)
 
 
-def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3():
+@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(node_cost):
   rng = np.random.default_rng(5)
   length, k, v = 8, 3, 3
   batch = _batch(['abcab', '', 'c', 'aaaaaaaa'], ['ba', 'abc', '', 'aaaa'], length)
@@ -202,7 +213,8 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3():
     'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
   }
   weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3}
-  loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, losses.StructuralSpec())
+  spec = losses.StructuralSpec(node_cost=node_cost)
+  loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, spec)
   assert np.isfinite(float(loss))
   for g in jax.tree.leaves(grad):
     assert np.all(np.isfinite(np.asarray(g)))
