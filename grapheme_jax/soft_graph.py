@@ -6,8 +6,8 @@ characters, where position ``k`` is used iff none of positions ``0..k`` predicte
 Decoding takes the argmax of each of these factors (``train.predictions_to_edits``).
 
 A :class:`SoftGraph` lays out every *candidate* output node in output order -- for each group
-``s = 0..L``: insertion positions ``(s, 0..K-1)``, then source node ``s`` (an always-absent padding node of mass 0
-for ``s = L``), so ``N = (L + 1) (K + 1)`` -- with
+``s = 0..L``: insertion positions ``(s, 0..K-1)``, then source node ``s`` (for ``s = L``, which
+has no source node, a padding node of mass 0), so ``N = (L + 1) (K + 1)`` -- with
 
 * ``mass``: the probability that the candidate exists;
 * ``keep_prob``/``keep_code``/``char_probs``: its character distribution *given* it exists (a
@@ -183,7 +183,8 @@ def predicted_graphs(
     run = run * cont_p[..., r + 1 : r + 1 + k_max]
   tail_slot = jnp.stack(tail_slot, -1)  # [B, L+1, K, w]
 
-  node_full = jnp.concatenate([node_mass, jnp.zeros((bsz, 1))], 1)  # Group L has no source node: mass 0.
+  # Group L has no source node: a padding node of mass 0 keeps the groups uniform.
+  node_full = jnp.concatenate([node_mass, jnp.zeros((bsz, 1))], 1)
   gone = jnp.concatenate([node_gone, jnp.ones((bsz, 1))], 1)
   bern = jnp.stack([gone, node_full] + [jnp.zeros_like(gone)] * (w - 1), -1)[..., :w]
   group = _conv(slot_dist, bern)  # [B, L+1, w]
