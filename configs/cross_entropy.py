@@ -12,3 +12,10 @@ def get_config(arg=None):
   config = config_lib.base_config()
   config.loss.mode = 'cross_entropy'
   return config
+
+
+def sweep(add):
+  """Both label alignments over three seeds: the baseline and its seed-to-seed spread."""
+  for alignment in ('positional', 'levenshtein'):
+    for seed in (0, 1, 2):
+      add(**{'data.alignment': alignment, 'seed': seed})

@@ -12,3 +12,10 @@ def get_config(arg=None):
   config = config_lib.base_config()
   config.loss.mode = 'hybrid'
   return config
+
+
+def sweep(add):
+  """hybrid_lambda x gamma, 3 x 3: how much structure, and how much of it from cliques."""
+  for hybrid_lambda in (0.25, 0.5, 0.75):
+    for gamma in (0.0, 2.0, 4.0):
+      add(**{'loss.hybrid_lambda': hybrid_lambda, 'loss.gamma': gamma})

@@ -14,3 +14,10 @@ def get_config(arg=None):
   config = config_lib.base_config()
   config.loss.mode = 'structural'
   return config
+
+
+def sweep(add):
+  """alpha x beta, 3 x 3 around the defaults (``python -m experiments.sweep``)."""
+  for alpha in (0.5, 1.0, 2.0):
+    for beta in (0.0, 0.5, 1.0):
+      add(**{'loss.alpha': alpha, 'loss.beta': beta})

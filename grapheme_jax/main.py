@@ -29,7 +29,7 @@ class _QuietOrbax(py_logging.Filter):
     return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags; a bad flag or config override exits with one line naming it, not a traceback."""
   try:
     return FLAGS(argv)
@@ -47,6 +47,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f'error: {e}')
 
 
+def setup_logging() -> None:
+  """Hides orbax's INFO records and logs the JAX version and devices."""
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  logging.info('JAX %s on %s', jax.__version__, jax.devices())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -55,8 +61,7 @@ def main(argv):
     config.keys()  # A config file that failed to load raises on first attribute access.
   except OSError as e:
     sys.exit('error: ' + ' '.join(str(e).split()))
-  logging.get_absl_handler().addFilter(_QuietOrbax())
-  logging.info('JAX %s on %s', jax.__version__, jax.devices())
+  setup_logging()
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
   except train.InputError as e:  # Bad data or config: one line, not a traceback.
@@ -64,4 +69,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=parse_flags)

@@ -469,15 +469,19 @@ def _log_samples(examples: Examples, predictions: list[str], count: int) -> None
     logging.info('  %s %r -> %r (target %r)', mark, pair.input, pred, pair.target)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, data: tuple | None = None
+) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
 
   Returns the final evaluation metrics, also written to ``workdir/results.json``; every held-out
-  prediction goes to ``workdir/predictions.jsonl``.
+  prediction goes to ``workdir/predictions.jsonl``. ``data`` may hold what :func:`load_data`
+  returns for this config (a sweep labels its data once); the config is validated either way.
   """
   os.makedirs(workdir, exist_ok=True)
   try:
-    vocab, train_ex, eval_ex = load_data(config)
+    config_lib.validate(config)
+    vocab, train_ex, eval_ex = load_data(config) if data is None else data
   except ValueError as e:
     raise InputError(str(e)) from e
   logging.info(

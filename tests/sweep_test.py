@@ -1,0 +1,173 @@
+"""Tests for the sweep runner and the plotting script."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import tiny_config
+
+from experiments import plot, sweep
+from grapheme_jax import config_lib, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POINTS = [{'loss.alpha': a, 'loss.beta': b} for a in (0.5, 2.0) for b in (0.0, 1.0)]
+
+
+def _base():
+  config = tiny_config()
+  config.loss.mode = 'structural'
+  config.num_train_steps = 4
+  config.optimizer.warmup_steps = 1
+  config.log_every_steps = 2
+  config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  return config
+
+
+@pytest.mark.parametrize('name', ['structural', 'hybrid', 'cross_entropy'])
+def test_every_config_file_declares_a_valid_sweep(name):
+  path = os.path.join(ROOT, 'configs', f'{name}.py')
+  points = sweep.load_sweep(path)
+  assert len(points) >= 6
+  assert len(set(sweep.point_names(points))) == len(points)
+  base = config_lib.base_config()
+  for point in points:
+    config = sweep.apply_overrides(base, point)
+    config_lib.validate(config)
+    for key, value in point.items():
+      section, _, leaf = key.rpartition('.')
+      assert (config[section] if section else config)[leaf] == value
+  assert base.loss.alpha == 1.0  # The base config is not changed.
+
+
+def test_bad_sweeps_are_one_line_errors(tmp_path):
+  base = config_lib.base_config()
+  with pytest.raises(ValueError, match="Unknown config key 'loss.alpah'"):
+    sweep.apply_overrides(base, {'loss.alpah': 1.0})
+  with pytest.raises(ValueError, match="Unknown config key 'seed.x'"):
+    sweep.apply_overrides(base, {'seed.x': 1})
+  with pytest.raises(ValueError, match='loss.sinkhorn_iterations'):
+    sweep.apply_overrides(base, {'loss.sinkhorn_iterations': 2.5})
+  path = tmp_path / 'nosweep.py'
+  path.write_text('def get_config():\n  return None\n')
+  with pytest.raises(ValueError, match='defines no sweep'):
+    sweep.load_sweep(str(path))
+  with pytest.raises(ValueError, match='Sweep point alpha=-1: Invalid config: loss.alpha=-1'):
+    sweep.run_sweep(_base(), [{'loss.alpha': -1.0}], str(tmp_path / 'bad'))
+  with pytest.raises(ValueError, match='same point more than once'):
+    sweep.run_sweep(_base(), [{'loss.alpha': 1.0}] * 2, str(tmp_path / 'twice'))
+  assert sweep.point_names([{'data.levels': (1,), 'loss.gamma': 2.0}]) == ['levels=1,gamma=2']
+  assert sweep.point_names([{'loss.alpha': 1.0, 'metrics.alpha': 2.0}]) == [
+    'loss.alpha=1,metrics.alpha=2'
+  ]
+
+
+def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
+  workdir = str(tmp_path / 'sweep')
+  cache_sizes, messages = [], []
+
+  def log(message):
+    messages.append(message)
+    cache_sizes.append(train.train_step._cache_size())
+
+  rows = sweep.run_sweep(_base(), POINTS, workdir, config_name='test', log=log)
+  names = sweep.point_names(POINTS)
+  assert (
+    [r['point'] for r in rows]
+    == names
+    == ['alpha=0.5,beta=0', 'alpha=0.5,beta=1', 'alpha=2,beta=0', 'alpha=2,beta=1']
+  )
+  # Points 2..4 differ only in traced weights: no new compilation after the first point.
+  assert cache_sizes[1] == cache_sizes[2] == cache_sizes[3] == cache_sizes[4] >= 1
+  assert 'sweep point 2/4 alpha=0.5,beta=1: running (3 to run, ETA' in messages[1]
+  for name in names:
+    assert json.load(open(os.path.join(workdir, name, 'results.json')))['step'] == 4
+  with open(os.path.join(workdir, 'results.csv')) as f:
+    table = list(csv.DictReader(f))
+  assert [r['point'] for r in table] == names
+  assert {float(r['loss.alpha']) for r in table} == {0.5, 2.0}
+  assert all(0.0 <= float(r['exact_match']) <= 1.0 and r['wl_similarity'] for r in table)
+  markdown = open(os.path.join(workdir, 'results.md')).read().splitlines()
+  rows_md = [line for line in markdown if line.startswith('| ') and line[2].isdigit()]
+  exact = [float(line.split('|')[5]) for line in rows_md]
+  assert len(rows_md) == 4 and exact == sorted(exact, reverse=True)
+  assert 'GED lower' in markdown[5] and 'WL similarity' in markdown[5]
+  for png in ('curves.png', 'heatmap.png'):
+    with open(os.path.join(workdir, png), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+  # An interrupted sweep: one point lost its results (killed before writing them), the others
+  # finished. A rerun skips the finished points and completes the other one.
+  lost = os.path.join(workdir, names[2], 'results.json')
+  os.remove(lost)
+  finished = {n: os.path.getmtime(os.path.join(workdir, n, 'results.json')) for n in names[:2]}
+  messages.clear()
+  sweep.run_sweep(_base(), POINTS, workdir, log=messages.append)
+  assert sum('finished before, skipped' in m for m in messages) == 3
+  assert any(m.startswith('sweep point 3/4 alpha=2,beta=0: running (1 to run') for m in messages)
+  assert os.path.exists(lost)
+  for name, mtime in finished.items():
+    assert os.path.getmtime(os.path.join(workdir, name, 'results.json')) == mtime
+
+  # The same workdir with another config is refused, not mixed into one table or overwritten.
+  other = _base()
+  other.num_train_steps = 6
+  with pytest.raises(ValueError, match='holds a run of another config .num_train_steps: 4 there'):
+    sweep.run_sweep(other, POINTS, workdir)
+
+
+def test_sweep_cli_rejects_an_override_of_a_swept_key(tmp_path):
+  result = subprocess.run(
+    [sys.executable, '-m', 'experiments.sweep', '--config=configs/structural.py',
+     f'--workdir={tmp_path}', '--config.loss.alpha=3'],
+    cwd=ROOT, capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert result.returncode != 0
+  assert 'error: --config.loss.alpha is set on the command line but swept' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def _fake_run(directory, config, records):
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, 'config.json'), 'w') as f:
+    json.dump(config, f)
+  with open(os.path.join(directory, 'metrics.jsonl'), 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in records)
+
+
+def test_plot_redraws_curves_and_picks_the_varying_keys(tmp_path, capsys):
+  for a in (1.0, 2.0):
+    for g in (0.0, 2.0):
+      for seed in (0, 1):
+        config = {'seed': seed, 'loss': {'alpha': a, 'gamma': g, 'mode': 'structural'}}
+        records = [
+          {'step': 10, 'train/loss': 2.0},
+          {'step': 20, 'train/loss': 1.0, 'eval/exact_match': 0.1 * a + g / 10 + seed / 100},
+        ]
+        _fake_run(tmp_path / f'a{a}_g{g}_s{seed}', config, records)
+  written = plot.plot_dir(str(tmp_path), x='loss.alpha', y='loss.gamma')
+  assert [os.path.basename(p) for p in written] == ['curves.png', 'heatmap.png']
+  configs = [json.load(open(tmp_path / d / 'config.json')) for d in sorted(os.listdir(tmp_path))
+             if d.startswith('a')]  # fmt: skip
+  assert plot.varying_keys(configs) == ['seed', 'loss.alpha', 'loss.gamma']
+  assert plot.final_value(plot.read_metrics(str(tmp_path / 'a2.0_g2.0_s1' / 'metrics.jsonl')),
+                          'eval/exact_match') == pytest.approx(0.41)  # fmt: skip
+  # A single run: curves only, with a message about the heatmap.
+  single = tmp_path / 'a1.0_g0.0_s0'
+  assert [os.path.basename(p) for p in plot.plot_dir(str(single))] == ['curves.png']
+  assert 'heatmap: skipped' in capsys.readouterr().out
+
+
+def test_plot_reports_malformed_metrics_with_file_and_line(tmp_path):
+  _fake_run(tmp_path, {'seed': 0}, [{'step': 1, 'train/loss': 1.0}])
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 2, "train/loss": \n')
+  with pytest.raises(ValueError, match=r'metrics.jsonl:2: not JSON'):
+    plot.plot_dir(str(tmp_path))
+  with pytest.raises(ValueError, match='No metrics.jsonl'):
+    plot.plot_dir(str(tmp_path / 'empty'))
+  # A resumed run may log a step twice: the curve keeps one point per step, the last.
+  assert plot.curve([{'step': 1, 'x': 1.0}, {'step': 1, 'x': 2.0}], 'x') == ([1], [2.0])
