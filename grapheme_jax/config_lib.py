@@ -19,6 +19,7 @@ STRUCTURAL_KEYS = (
   'sinkhorn_iterations',
   'fgw_iterations',
   'node_cost',
+  'differentiate_plan',
 )
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
@@ -105,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
   # per deleted one, 3 per inserted one; losses.py) or 'mismatch' (1 - p, the expected GED
   # substitution cost, whose gradient vanishes on wrong answers: it did not learn; see README).
   config.loss.node_cost = 'likelihood'
+  # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
+  # Hungarian matching is in DETR-style set losses (see README, Results).
+  config.loss.differentiate_plan = True
   config.loss.hybrid_lambda = 0.5
   return config
 
@@ -128,6 +132,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(
     config.loss.node_cost in NODE_COSTS,
     f'loss.node_cost={config.loss.node_cost!r}, expected one of {NODE_COSTS}.',
+  )
+  _check(
+    isinstance(config.loss.differentiate_plan, bool),
+    f'loss.differentiate_plan={config.loss.differentiate_plan!r} must be True or False.',
   )
   _check(
     0.0 <= config.loss.hybrid_lambda <= 1.0,

@@ -95,6 +95,7 @@ class StructuralSpec(NamedTuple):
   sinkhorn_iterations: int = 20
   fgw_iterations: int = 2
   node_cost: str = 'likelihood'
+  differentiate_plan: bool = True
 
 
 NODE_COSTS = ('mismatch', 'likelihood')
@@ -190,7 +191,10 @@ def _initial_plan(pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph) -> j
   return jnp.concatenate([plan, bottom[:, None]], 1)
 
 
-@functools.partial(jax.jit, static_argnames=('sinkhorn_iterations', 'fgw_iterations', 'node_cost'))
+@functools.partial(
+  jax.jit,
+  static_argnames=('sinkhorn_iterations', 'fgw_iterations', 'node_cost', 'differentiate_plan'),
+)
 def structural_costs(
   pred: soft_graph.SoftGraph,
   target: soft_graph.SoftGraph,
@@ -203,11 +207,15 @@ def structural_costs(
   sinkhorn_iterations: int,
   fgw_iterations: int,
   node_cost: str = 'mismatch',
+  differentiate_plan: bool = True,
 ) -> dict[str, jax.Array]:
   """Per-example node, edge and clique costs [B] (not normalised) and the final plan.
 
   The plan is always found with the expected-mismatch node costs; ``node_cost`` chooses how the
-  node term of the loss prices it (:func:`_node_term`).
+  node term of the loss prices it (:func:`_node_term`). With ``differentiate_plan=False`` the
+  plan is a constant for differentiation (as a Hungarian matching is in DETR-style set losses):
+  the gradient is that of the costs at the chosen matching, and no backward pass runs through
+  Sinkhorn.
   """
   if fgw_iterations < 1:
     raise ValueError(f'fgw_iterations={fgw_iterations} must be >= 1.')
@@ -227,6 +235,8 @@ def structural_costs(
     plan = sinkhorn_lib.sinkhorn(
       cost, a, b, temperature=temperature, iterations=sinkhorn_iterations
     )
+  if not differentiate_plan:
+    plan = jax.lax.stop_gradient(plan)
   return {
     'node': _node_term(plan, node_cost, pred.mass, kind),
     'edge': _quadratic(plan, adj_p, adj_t),
@@ -259,6 +269,7 @@ def structural(
     sinkhorn_iterations=spec.sinkhorn_iterations,
     fgw_iterations=spec.fgw_iterations,
     node_cost=spec.node_cost,
+    differentiate_plan=spec.differentiate_plan,
   )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
@@ -305,6 +316,7 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
     sinkhorn_iterations=settings['sinkhorn_iterations'],
     fgw_iterations=settings['fgw_iterations'],
     node_cost=settings['node_cost'],
+    differentiate_plan=settings['differentiate_plan'],
   )
   out = {k: float(costs[k][0]) / max(len(target), 1) for k in ('node', 'edge', 'clique')}
   out['total'] = (

@@ -296,6 +296,7 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       config.loss.sinkhorn_iterations,
       config.loss.fgw_iterations,
       config.loss.node_cost,
+      config.loss.differentiate_plan,
     ),
   )
 

@@ -1,5 +1,7 @@
 """Laws of the structural loss (losses.structural and friends)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -173,36 +175,71 @@ def _batch(sources, targets, length, vocab='abc'):
   }
 
 
+def _random_outputs(rng, batch_size=2, length=3, k=2, v=3):
+  return {
+    'op_logits': jnp.asarray(rng.normal(size=(batch_size, length, 3))),
+    'char_logits': jnp.asarray(rng.normal(size=(batch_size, length, v))),
+    'ins_logits': jnp.asarray(rng.normal(size=(batch_size, length + 1, k, v + 1))),
+  }
+
+
+def _assert_gradient_matches_finite_differences(f, grad, outputs, rng, directions=6, h=1e-5):
+  """Directional derivatives of ``grad`` equal central differences of ``f`` (float64)."""
+  for _ in range(directions):
+    direction = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), outputs)
+    plus = jax.tree.map(lambda x, d: x + h * d, outputs, direction)
+    minus = jax.tree.map(lambda x, d: x - h * d, outputs, direction)
+    fd = (f(plus) - f(minus)) / (2 * h)
+    analytic = sum(
+      jnp.sum(g * d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
+    )
+    np.testing.assert_allclose(analytic, fd, rtol=1e-4)
+
+
 @pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
 def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   rng = np.random.default_rng(4)
   with jax.enable_x64(True):
-    length, k, v = 3, 2, 3
-    batch = _batch(['ab', 'cab'], ['abc', 'b'], length)
-    outputs = {
-      'op_logits': jnp.asarray(rng.normal(size=(2, length, 3))),
-      'char_logits': jnp.asarray(rng.normal(size=(2, length, v))),
-      'ins_logits': jnp.asarray(rng.normal(size=(2, length + 1, k, v + 1))),
-    }
+    batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
+    outputs = _random_outputs(rng)
     weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3}
     spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, node_cost=node_cost)
     f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
-    grad = jax.grad(f)(outputs)
     assert f(outputs).dtype == jnp.float64
-    h = 1e-5
-    for _ in range(6):
-      direction = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), outputs)
-      plus = jax.tree.map(lambda x, d: x + h * d, outputs, direction)
-      minus = jax.tree.map(lambda x, d: x - h * d, outputs, direction)
-      fd = (f(plus) - f(minus)) / (2 * h)
-      analytic = sum(
-        jnp.sum(g * d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
-      )
-      np.testing.assert_allclose(analytic, fd, rtol=1e-4)
+    _assert_gradient_matches_finite_differences(f, jax.grad(f)(outputs), outputs, rng)
 
 
-@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
-def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(node_cost):
+def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch):
+  """differentiate_plan=False: same value; gradient = finite differences with the plan frozen."""
+  rng = np.random.default_rng(6)
+  with jax.enable_x64(True):
+    batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
+    outputs = _random_outputs(rng)
+    settings = {**DEFAULTS, 'temperature': 0.3, 'sinkhorn_iterations': 10}
+
+    def total(o, fn, **extra):
+      pred = soft_graph.predicted_graphs(o, batch['source_codes'], batch['source_len'], 2)
+      target = soft_graph.text_graphs(batch['target_codes'], batch['target_len'], 2)
+      costs = fn(pred, target, batch['target_ids'], **{**settings, **extra})
+      return jnp.sum(costs['node'] + 0.5 * costs['edge'] + 2.0 * costs['clique']), costs['plan']
+
+    fixed = functools.partial(total, fn=losses.structural_costs, differentiate_plan=False)
+    (value, plan), grad = jax.value_and_grad(fixed, has_aux=True)(outputs)
+    unrolled, _ = total(outputs, losses.structural_costs)
+    np.testing.assert_allclose(value, unrolled, rtol=1e-12)
+    # The same costs with Sinkhorn replaced by the constant plan found at `outputs`.
+    monkeypatch.setattr(losses.sinkhorn_lib, 'sinkhorn', lambda *a, **kw: plan)
+    frozen = lambda o: total(o, losses.structural_costs.__wrapped__)[0]  # noqa: E731 (no jit cache)
+    _assert_gradient_matches_finite_differences(frozen, grad, outputs, rng, directions=4)
+
+
+@pytest.mark.parametrize(
+  'node_cost,differentiate_plan',
+  [('mismatch', True), ('likelihood', True), ('likelihood', False)],
+)
+def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
+  node_cost, differentiate_plan
+):
   rng = np.random.default_rng(5)
   length, k, v = 8, 3, 3
   batch = _batch(['abcab', '', 'c', 'aaaaaaaa'], ['ba', 'abc', '', 'aaaa'], length)
@@ -213,7 +250,7 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(node_co
     'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
   }
   weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3}
-  spec = losses.StructuralSpec(node_cost=node_cost)
+  spec = losses.StructuralSpec(node_cost=node_cost, differentiate_plan=differentiate_plan)
   loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, spec)
   assert np.isfinite(float(loss))
   for g in jax.tree.leaves(grad):
