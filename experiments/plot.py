@@ -146,17 +146,22 @@ def plot_heatmap(
   label = METRIC_LABELS.get(metric, metric)
   fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 3.2, 1.0 * len(ys) + 2.4))
   cmap = plt.get_cmap('viridis').with_extremes(bad='#cccccc')
-  image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, origin='lower')
+  # Colours span this grid's values, so small differences show; the cells print the values.
+  low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
+  high = high if high > low else low + 1e-6
+  image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=low, vmax=high, origin='lower')
   for i in range(len(ys)):
     for j in range(len(xs)):
       text = 'n/a' if np.isnan(grid[i, j]) else f'{grid[i, j]:.3f}'
-      dark = not np.isnan(grid[i, j]) and grid[i, j] < 0.6
+      dark = not np.isnan(grid[i, j]) and grid[i, j] < low + 0.6 * (high - low)
       ax.text(j, i, text, ha='center', va='center', color='white' if dark else 'black', fontsize=10)
   ax.set_xticks(range(len(xs)), [str(v) for v in xs])
   ax.set_yticks(range(len(ys)), [str(v) for v in ys])
   ax.set_xlabel(x)
   ax.set_ylabel(y)
-  fig.colorbar(image, ax=ax, label=f'final {label} (0 to 1)')
+  fig.colorbar(
+    image, ax=ax, label=f'final {label} (colours span this grid: {low:.3g} to {high:.3g})'
+  )
   caption = f'{title}: final {label}' if title else f'final {label}'
   if shared:
     caption += '\n(best run per cell over the other swept keys)'
