@@ -20,7 +20,7 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -226,10 +226,11 @@ def plot_dir(
   y: str | None = None,
   metric: str = 'eval/exact_match',
   title: str = '',
+  log: Callable[[str], None] = print,
 ) -> list[str]:
   """Draws ``curves.png`` and (when two config keys vary) ``heatmap.png`` into ``root``.
 
-  Returns the paths written.
+  Returns the paths written; says through ``log`` why a heatmap was skipped.
   """
   run_dirs = find_runs(root)
   if not run_dirs:
@@ -252,7 +253,7 @@ def plot_dir(
   if y is None and rest:
     y = rest.pop(0)
   if x is None or y is None:
-    print(f'heatmap: skipped, fewer than two config keys differ between the runs ({varying}).')
+    log(f'heatmap: skipped, fewer than two config keys differ between the runs ({varying}).')
     return written
   flats = {name: flatten(c) for name, c in configs.items()}
   missing = [k for k in (x, y) if any(k not in f for f in flats.values())]

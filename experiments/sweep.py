@@ -199,13 +199,11 @@ def run_sweep(
   keys = list(dict.fromkeys(k for p in points for k in p))
   write_tables(workdir, rows, keys, config_name)
   axes = list(heatmap) or keys[:2]
+  x, y = axes if len(axes) == 2 else (None, None)  # One swept key: plot_dir says why no heatmap.
   title = f'{config_name}, {len(points)} points' if config_name else ''
-  if len(axes) == 2:
-    plot_lib.plot_dir(workdir, axes[0], axes[1], title=title)
-  else:
-    log(f'heatmap: skipped, it needs two keys and the sweep varies {keys}.')
-    plot_lib.plot_dir(workdir, title=title)
-  log(f'sweep finished: {workdir}/results.md, results.csv, curves.png, heatmap.png')
+  written = plot_lib.plot_dir(workdir, x, y, title=title, log=log)
+  files = ['results.md', 'results.csv', *(os.path.basename(p) for p in written)]
+  log(f'sweep finished: {", ".join(files)} in {workdir}')
   return rows
 
 

@@ -83,6 +83,7 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
   # Points 2..4 differ only in traced weights: no new compilation after the first point.
   assert cache_sizes[1] == cache_sizes[2] == cache_sizes[3] == cache_sizes[4] >= 1
   assert 'sweep point 2/4 alpha=0.5,beta=1: running (3 to run, ETA' in messages[1]
+  assert messages[-1].startswith('sweep finished: results.md, results.csv, curves.png, heatmap.png')
   for name in names:
     assert json.load(open(os.path.join(workdir, name, 'results.json')))['step'] == 4
   with open(os.path.join(workdir, 'results.csv')) as f:
