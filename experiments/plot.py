@@ -79,26 +79,29 @@ def final_value(records: Sequence[Mapping], key: str) -> float | None:
 def plot_curves(runs: Mapping[str, Sequence[Mapping]], path: str, title: str = '') -> None:
   """One panel per metric of ``CURVES``, one line per run, saved as a PNG at ``path``."""
   fig, axes = plt.subplots(1, len(CURVES), figsize=(5.2 * len(CURVES), 4.2), squeeze=False)
+  colors = {name: f'C{i % 10}' for i, name in enumerate(runs)}  # A run keeps its colour per panel.
   for ax, (key, label) in zip(axes[0], CURVES):
     for name, records in runs.items():
       steps, values = curve(records, key)
       if steps:
-        ax.plot(steps, values, marker='o' if len(steps) <= 12 else None, markersize=3, label=name)
+        marker = 'o' if len(steps) <= 12 else None
+        ax.plot(steps, values, marker=marker, markersize=3, color=colors[name], label=name)
     ax.set_xlabel('training step')
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     if key.startswith('eval/'):
       ax.set_ylim(-0.02, 1.02)
-  handles, labels = axes[0][0].get_legend_handles_labels()
-  if not handles:
-    for ax in axes[0][1:]:
-      handles, labels = ax.get_legend_handles_labels()
-      if handles:
-        break
-  if handles:
-    columns = min(len(labels), 4)
-    fig.legend(handles, labels, loc='lower center', ncol=columns, fontsize=9, frameon=False)
-    rows = math.ceil(len(labels) / columns)
+  legend = {}  # One entry per run, from whichever panel has it.
+  for ax in axes[0]:
+    for handle, name in zip(*ax.get_legend_handles_labels()):
+      legend.setdefault(name, handle)
+  if legend:
+    columns = min(len(legend), 4)
+    fig.legend(
+      list(legend.values()), list(legend), loc='lower center', ncol=columns, fontsize=9,
+      frameon=False,
+    )  # fmt: skip
+    rows = math.ceil(len(legend) / columns)
     fig.subplots_adjust(bottom=0.17 + 0.05 * rows, top=0.88, wspace=0.28)
   fig.suptitle(title or 'learning curves')
   fig.savefig(path, dpi=110)

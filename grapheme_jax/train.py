@@ -481,8 +481,11 @@ def train_and_evaluate(
   """
   os.makedirs(workdir, exist_ok=True)
   try:
-    config_lib.validate(config)
-    vocab, train_ex, eval_ex = load_data(config) if data is None else data
+    if data is None:
+      data = load_data(config)  # Validates the config first.
+    else:
+      config_lib.validate(config)
+    vocab, train_ex, eval_ex = data
   except ValueError as e:
     raise InputError(str(e)) from e
   logging.info(
