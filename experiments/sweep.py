@@ -32,10 +32,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import jax
 import ml_collections
 
 from experiments import plot as plot_lib
-from grapheme_jax import config_lib, train
+from grapheme_jax import config_lib, parallel, train
 
 # Columns of the results table, from each point's results.json.
 METRICS = (
@@ -161,7 +162,8 @@ def run_sweep(
 ) -> list[dict]:
   """Trains every point not yet finished, then writes the tables and plots into ``workdir``.
 
-  Returns one row per point (its name, swept values and final metrics), in sweep order.
+  Returns one row per point (its name, swept values and final metrics), in sweep order; on the
+  other processes of a multi-host run, which train but write no tables, an empty list.
   """
   names = point_names(points)
   duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -191,6 +193,8 @@ def run_sweep(
     start = time.time()
     train.train_and_evaluate(config, os.path.join(workdir, name), data=data_cache[key])
     durations.append(time.time() - start)
+  if jax.process_index() > 0:  # Multi-host: the first process writes the tables.
+    return []
   rows = []
   for name, overrides in zip(names, points):
     with open(os.path.join(workdir, name, 'results.json'), encoding='utf-8') as f:
@@ -250,6 +254,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: unexpected arguments {argv[1:]}')
   config_flag = flag_values['config']
   config_path = config_flags.get_config_filename(config_flag)
+  parallel.initialize_distributed(flag_values.config)
   main_lib.setup_logging()
   try:
     points = load_sweep(config_path)

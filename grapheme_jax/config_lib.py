@@ -36,6 +36,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 1000
   config.num_eval_samples = 5  # Sample predictions written to the log at each evaluation.
+  # Data parallelism (parallel.py): the batch is split over this many devices, the state
+  # replicated; -1 = every device jax sees (of every host). batch_size must be a multiple of it.
+  config.num_devices = -1
+  # Multi-host: call jax.distributed.initialize() first. Empty / -1 = detected by jax (TPU pods,
+  # SLURM, Open MPI, Kubernetes); otherwise the coordinator's host:port, process count and id.
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.initialize = False
+  config.distributed.coordinator_address = ''
+  config.distributed.num_processes = -1
+  config.distributed.process_id = -1
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'math'
@@ -157,6 +167,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   ):
     value = config[key]
     _check(isinstance(value, int) and value >= 1, f'{key}={value!r} must be >= 1.')
+  _check(
+    isinstance(config.num_devices, int) and (config.num_devices == -1 or config.num_devices >= 1),
+    f'num_devices={config.num_devices!r} must be -1 (all devices) or >= 1.',
+  )
+  _check(
+    config.num_devices == -1 or config.batch_size % config.num_devices == 0,
+    f'batch_size={config.batch_size} is not a multiple of num_devices={config.num_devices}.',
+  )
   _check(config.data.max_length >= 1, f'data.max_length={config.data.max_length} must be >= 1.')
   _check(
     0.0 < config.data.eval_fraction < 1.0,

@@ -12,12 +12,19 @@ that owns every padding node and edge, so that shapes are fixed by a :class:`Bud
 step compiles once per budget. Slots not filled by an example hold empty graphs; which slots are
 real is carried by an explicit mask rather than inferred from node counts, because the empty string
 is a legitimate input.
+
+The network and the train step take the same batch in a per-graph layout, :class:`DenseGraphs`
+(:func:`to_dense`): every array is ``[graphs, ...]`` with each graph's nodes and edges in its own
+row and local node indices. A jraph batch's node axis concatenates graphs of data-dependent sizes,
+so it cannot be split across devices at graph boundaries; the dense layout shards on its leading
+axis like every other batch array (data parallelism, ``train.make_mesh``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jraph
 import numpy as np
@@ -107,6 +114,11 @@ class Budget:
   skip_window: int
 
   @property
+  def max_edges(self) -> int:
+    """Edges of one graph of ``max_length`` nodes: the dense layout's edge slots per graph."""
+    return num_edges(self.max_length, self.skip_window)
+
+  @property
   def n_node(self) -> int:
     # +1: jraph's padding graph needs at least one node of its own.
     return self.batch_size * self.max_length + 1
@@ -137,3 +149,76 @@ def batch_graphs(texts: Sequence[str], budget: Budget) -> jraph.GraphsTuple:
   texts = list(texts) + [''] * (budget.batch_size - len(texts))
   graphs = jraph.batch_np([text_to_graph(t, budget.skip_window) for t in texts])
   return jraph.pad_with_graphs(graphs, budget.n_node, budget.n_edge, budget.n_graph)
+
+
+class DenseGraphs(NamedTuple):
+  """A batch of graphs in a per-graph layout (a pytree: it goes through ``jax.jit`` as is).
+
+  Attributes:
+    nodes: [graphs, max_nodes] int32 node features (code points); 0 beyond ``n_node``.
+    n_node: [graphs] int32 real nodes per graph (0 for an empty or unused slot).
+    edges: [graphs, max_edges] int32 edge features (distances); 0 beyond ``n_edge``.
+    senders: [graphs, max_edges] int32 local index of each edge's sender within its graph.
+    receivers: [graphs, max_edges] int32 local index of each edge's receiver.
+    n_edge: [graphs] int32 real edges per graph.
+  """
+
+  nodes: np.ndarray
+  n_node: np.ndarray
+  edges: np.ndarray
+  senders: np.ndarray
+  receivers: np.ndarray
+  n_edge: np.ndarray
+
+
+def to_dense(graphs: jraph.GraphsTuple, num_graphs: int, max_nodes: int, max_edges: int):
+  """The first ``num_graphs`` graphs of a jraph batch in the per-graph layout (numpy).
+
+  Later graphs (jraph's padding graph) are dropped. Raises ``ValueError`` if a graph has more than
+  ``max_nodes`` nodes or ``max_edges`` edges; nothing is truncated.
+  """
+  n_node = np.asarray(graphs.n_node[:num_graphs], np.int32)
+  n_edge = np.asarray(graphs.n_edge[:num_graphs], np.int32)
+  if len(n_node) != num_graphs:
+    raise ValueError(f'The batch has {len(n_node)} graphs, fewer than {num_graphs}.')
+  if n_node.max(initial=0) > max_nodes or n_edge.max(initial=0) > max_edges:
+    raise ValueError(
+      f'A graph has {n_node.max()} nodes and {n_edge.max()} edges; the dense layout holds '
+      f'{max_nodes} and {max_edges}.'
+    )
+
+  def rows(counts):  # Graph index and slot within the graph of each real item.
+    graph = np.repeat(np.arange(num_graphs), counts)
+    return graph, np.arange(len(graph)) - (np.cumsum(counts) - counts)[graph]
+
+  node_graph, node_slot = rows(n_node)
+  edge_graph, edge_slot = rows(n_edge)
+  node_offset = (np.cumsum(n_node) - n_node)[edge_graph]
+
+  def dense(width, graph, slot, values):
+    out = np.zeros((num_graphs, width), np.int32)
+    out[graph, slot] = values
+    return out
+
+  return DenseGraphs(
+    nodes=dense(max_nodes, node_graph, node_slot, np.asarray(graphs.nodes)[: len(node_graph)]),
+    n_node=n_node,
+    edges=dense(max_edges, edge_graph, edge_slot, np.asarray(graphs.edges)[: len(edge_graph)]),
+    senders=dense(
+      max_edges, edge_graph, edge_slot, np.asarray(graphs.senders)[: len(edge_graph)] - node_offset
+    ),
+    receivers=dense(
+      max_edges,
+      edge_graph,
+      edge_slot,
+      np.asarray(graphs.receivers)[: len(edge_graph)] - node_offset,
+    ),
+    n_edge=n_edge,
+  )
+
+
+def batch_dense(texts: Sequence[str], budget: Budget) -> DenseGraphs:
+  """:func:`batch_graphs` in the per-graph layout: ``[budget.batch_size, ...]`` arrays."""
+  return to_dense(
+    batch_graphs(texts, budget), budget.batch_size, budget.max_length, budget.max_edges
+  )

@@ -14,7 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from grapheme_jax import train
+from grapheme_jax import parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
@@ -61,6 +61,7 @@ def main(argv):
     config.keys()  # A config file that failed to load raises on first attribute access.
   except OSError as e:
     sys.exit('error: ' + ' '.join(str(e).split()))
+  parallel.initialize_distributed(config)  # Before anything else touches jax's devices.
   setup_logging()
   try:
     train.train_and_evaluate(config, FLAGS.workdir)

@@ -69,13 +69,17 @@ class JsonlWriter:
   """Appends one JSON object per call to ``workdir/metrics.jsonl``.
 
   On resume, :meth:`truncate_after` drops records of steps later than the restored checkpoint, so
-  that the file never holds a step twice.
+  that the file never holds a step twice. With ``enabled=False`` (every process but the first of a
+  multi-host run) it writes nothing.
   """
 
-  def __init__(self, workdir: str, filename: str = 'metrics.jsonl'):
+  def __init__(self, workdir: str, filename: str = 'metrics.jsonl', enabled: bool = True):
     self.path = os.path.join(workdir, filename)
+    self.enabled = enabled
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
     record = {'step': int(step)}
     for key, value in scalars.items():
       value = float(value)
@@ -90,6 +94,8 @@ class JsonlWriter:
       return [json.loads(line) for line in f if line.strip()]
 
   def truncate_after(self, step: int) -> None:
+    if not self.enabled:
+      return
     kept = [r for r in self.read() if r['step'] <= step]
     tmp = self.path + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:

@@ -4,9 +4,9 @@ The network keeps node states in a per-graph dense layout ``[graphs, 1 + max_len
 which position 0 is a learned global token (one per graph, like jraph's ``globals``) and position
 ``i + 1`` is node ``i``. Each block does, as configured:
 
-* message passing over the ``GraphsTuple``'s own edges (forward and reverse messages, summed with
-  ``jax.ops.segment_sum``, conditioned on the edge feature = the edge's distance, plus the graph's
-  global state, as in jraph's ``GraphNetwork``) and a global update from the mean of the nodes;
+* message passing over the batch's own edges (forward and reverse messages, scatter-added per
+  graph, conditioned on the edge feature = the edge's distance, plus the graph's global state, as
+  in jraph's ``GraphNetwork``) and a global update from the mean of the nodes;
 * masked multi-head self-attention within each graph, with a learned bias per head for each
   relative offset (so the text graph's edge types are visible to attention);
 * a feed-forward block.
@@ -29,22 +29,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import jraph
 import numpy as np
 from flax import linen as nn
 
 from grapheme_jax import graphs as graphs_lib
 
 NUM_OPS = 3
-
-
-def node_layout(graphs: jraph.GraphsTuple) -> tuple[jax.Array, jax.Array]:
-  """Graph index and position within its graph of every node of a padded batch."""
-  num_nodes = graphs.nodes.shape[0]
-  num_graphs = graphs.n_node.shape[0]
-  graph_index = jnp.repeat(jnp.arange(num_graphs), graphs.n_node, total_repeat_length=num_nodes)
-  offsets = jnp.cumsum(graphs.n_node) - graphs.n_node
-  return graph_index, jnp.arange(num_nodes) - offsets[graph_index]
 
 
 def sinusoidal(positions: jax.Array, dim: int) -> jax.Array:
@@ -69,31 +59,34 @@ class CodePointEmbed(nn.Module):
 
 
 class MessagePassing(nn.Module):
-  """One round of edge messages in both directions plus a global (mean-of-nodes) update."""
+  """One round of edge messages in both directions plus a global (mean-of-nodes) update.
+
+  Works on the per-graph layout: gathers and scatter-adds are vmapped over graphs, so the whole
+  block is batch-major and splits across devices with the batch.
+  """
 
   hidden_dim: int
   skip_window: int
 
   @nn.compact
-  def __call__(self, h, graphs, graph_index, position, mask):
-    num_nodes = graphs.nodes.shape[0]
-    flat = h[jnp.clip(graph_index, 0, h.shape[0] - 1), position + 1]  # Padding nodes: ignored.
+  def __call__(self, h, graphs: graphs_lib.DenseGraphs, mask):
+    nodes = h[:, 1:]  # [B, L, H]; position 0 is the global token.
+    real_edge = (jnp.arange(graphs.edges.shape[1])[None, :] < graphs.n_edge[:, None])[..., None]
     edge_emb = nn.Embed(self.skip_window + 1, self.hidden_dim, name='edge_embed')(graphs.edges)
-    fwd = nn.Dense(self.hidden_dim, name='forward')(flat[graphs.senders]) + edge_emb
-    bwd = nn.Dense(self.hidden_dim, name='reverse')(flat[graphs.receivers]) + edge_emb
-    agg = jax.ops.segment_sum(fwd, graphs.receivers, num_nodes) + jax.ops.segment_sum(
-      bwd, graphs.senders, num_nodes
+    gather = jax.vmap(lambda x, i: x[i])
+    fwd = nn.Dense(self.hidden_dim, name='forward')(gather(nodes, graphs.senders)) + edge_emb
+    bwd = nn.Dense(self.hidden_dim, name='reverse')(gather(nodes, graphs.receivers)) + edge_emb
+    scatter_add = jax.vmap(lambda i, v: jnp.zeros(nodes.shape[1:], v.dtype).at[i].add(v))
+    agg = scatter_add(graphs.receivers, jnp.where(real_edge, fwd, 0.0)) + scatter_add(
+      graphs.senders, jnp.where(real_edge, bwd, 0.0)
     )
     # Like jraph's GraphNetwork, the node update also sees its graph's global state.
-    glob = nn.Dense(self.hidden_dim, name='from_global')(h[:, 0])
-    agg = agg + glob[jnp.clip(graph_index, 0, h.shape[0] - 1)]
+    agg = agg + nn.Dense(self.hidden_dim, name='from_global')(h[:, :1])
     upd = nn.Dense(self.hidden_dim, name='node_update')(nn.gelu(agg))
-    # Nodes of the padding graph (graph_index == num real graphs) fall outside and are dropped.
-    delta = jnp.zeros_like(h).at[graph_index, position + 1].add(upd, mode='drop')
-    node_mask = mask[:, :, None].at[:, 0].set(False)
-    mean = (h * node_mask).sum(1) / jnp.maximum(node_mask.sum(1), 1)
-    delta = delta.at[:, 0].add(nn.Dense(self.hidden_dim, name='global_update')(mean))
-    return delta
+    node_mask = mask[:, 1:, None]
+    mean = (nodes * node_mask).sum(1) / jnp.maximum(node_mask.sum(1), 1)
+    glob = nn.Dense(self.hidden_dim, name='global_update')(mean)
+    return jnp.concatenate([glob[:, None], jnp.where(node_mask, upd, 0.0)], axis=1)
 
 
 class RelativeAttention(nn.Module):
@@ -141,32 +134,31 @@ class GraphEditModel(nn.Module):
   max_offset: int = 32
 
   @nn.compact
-  def __call__(
-    self, graphs: jraph.GraphsTuple, *, length: int, train: bool
-  ) -> dict[str, jax.Array]:
+  def __call__(self, graphs: graphs_lib.DenseGraphs, *, train: bool) -> dict[str, jax.Array]:
     """Runs the network.
 
     Args:
-      graphs: a padded batch whose last graph is jraph's padding graph.
-      length: the budget's nodes per graph (static): outputs have ``length`` node positions.
+      graphs: a batch in the per-graph layout (``graphs.batch_dense``); its node width ``L`` is
+        the number of node positions of the outputs.
       train: enables dropout (needs a ``'dropout'`` rng).
     """
-    num_graphs = graphs.n_node.shape[0] - 1
-    length = length + 1  # Position 0 is the global token.
-    graph_index, position = node_layout(graphs)
+    num_graphs, length = graphs.nodes.shape
     x = CodePointEmbed(self.embed_dim, self.codepoint_buckets)(graphs.nodes)
     x = nn.Dense(self.hidden_dim, name='input_proj')(
-      jnp.concatenate([x, sinusoidal(position, self.embed_dim)], axis=-1)
+      jnp.concatenate(
+        [x, jnp.broadcast_to(sinusoidal(jnp.arange(length), self.embed_dim), x.shape)], axis=-1
+      )
     )
     glob = self.param('global_token', nn.initializers.normal(0.02), (self.hidden_dim,))
-    h = jnp.broadcast_to(glob, (num_graphs, length, self.hidden_dim))
-    h = h.at[graph_index, position + 1].set(x, mode='drop')
-    mask = jnp.arange(length)[None, :] <= graphs.n_node[:num_graphs, None]
+    # Position 0 is the global token, position i + 1 node i; padding positions hold the token too.
+    mask = jnp.arange(length + 1)[None, :] <= graphs.n_node[:, None]
+    x = jnp.concatenate([jnp.zeros_like(x[:, :1]), x], axis=1)
+    h = jnp.where(mask[..., None] & (jnp.arange(length + 1) > 0)[None, :, None], x, glob)
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     for i in range(self.num_layers):
       if self.message_passing:
         mp = MessagePassing(self.hidden_dim, self.skip_window, name=f'mp_{i}')
-        h = h + drop(mp(nn.LayerNorm()(h), graphs, graph_index, position, mask))
+        h = h + drop(mp(nn.LayerNorm()(h), graphs, mask))
       if self.attention:
         att = RelativeAttention(self.hidden_dim, self.num_heads, self.max_offset, name=f'att_{i}')
         h = h + drop(att(nn.LayerNorm()(h), mask))

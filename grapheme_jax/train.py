@@ -26,7 +26,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from grapheme_jax import checkpoints, config_lib, edits, losses, models
+from grapheme_jax import checkpoints, config_lib, edits, losses, models, parallel
 from grapheme_jax import data as data_lib
 from grapheme_jax import graphs as graphs_lib
 from grapheme_jax import metrics as metrics_lib
@@ -182,7 +182,7 @@ def make_batch(
     return np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
 
   return {
-    'graphs': graphs_lib.batch_graphs([examples.pairs[i].input for i in indices], budget),
+    'graphs': graphs_lib.batch_dense([examples.pairs[i].input for i in indices], budget),
     'source_len': rows(examples.source_len, fill=0),
     'ops': rows(examples.ops, length),
     'char_ids': rows(examples.char_ids, length),
@@ -271,11 +271,15 @@ def create_train_state(
   model: models.GraphEditModel,
   budget: graphs_lib.Budget,
 ) -> TrainState:
-  """Initialises parameters on a dummy batch of the budget's shape."""
-  dummy = jax.tree.map(jnp.asarray, graphs_lib.batch_graphs([], budget))
-  init = functools.partial(model.init, length=budget.max_length, train=False)
-  params = jax.jit(init)(rng, dummy)['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config))
+  """Initialises parameters on a dummy batch of the budget's shape.
+
+  ``step`` is an int32 array from the start (flax leaves a Python 0), so the first train step has
+  the signature of every later one.
+  """
+  dummy = jax.tree.map(jnp.asarray, graphs_lib.batch_dense([], budget))
+  params = jax.jit(functools.partial(model.init, train=False))(rng, dummy)['params']
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config))
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 class LossSpec(NamedTuple):
@@ -312,13 +316,7 @@ def compute_loss(params, state: TrainState, batch, rng, spec: LossSpec, weights)
 
   The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor.
   """
-  outputs = state.apply_fn(
-    {'params': params},
-    batch['graphs'],
-    length=batch['ops'].shape[1],
-    train=True,
-    rngs={'dropout': rng},
-  )
+  outputs = state.apply_fn({'params': params}, batch['graphs'], train=True, rngs={'dropout': rng})
   ce, parts = losses.cross_entropy(outputs, batch)
   parts['cross_entropy'] = ce
   if spec.mode == 'cross_entropy':
@@ -343,19 +341,22 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step; returns the new state and scalar metrics (still on device).
 
-  ``spec`` (static) picks the loss; ``weights`` (traced, from :func:`loss_weights`) are its
+  ``rng`` is the run's dropout key: step ``s`` uses ``fold_in(rng, s)``, so the key is a pure
+  function of the step (resumed runs replay) and needs no host work per step. ``spec`` (static)
+  picks the loss; ``weights`` (traced, from :func:`loss_weights`) are its
   alpha/beta/gamma/temperature/hybrid_lambda, unused by the cross-entropy.
   """
   grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
-  (loss, parts), grads = grad_fn(state.params, state, batch, rng, spec, weights)
+  step_rng = jax.random.fold_in(rng, state.step)
+  (loss, parts), grads = grad_fn(state.params, state, batch, step_rng, spec, weights)
   state = state.apply_gradients(grads=grads)
   return state, {'loss': loss, 'grad_norm': _global_norm(grads), **parts}
 
 
-@functools.partial(jax.jit, static_argnames='length')
-def predict_step(state: TrainState, graphs, length: int) -> dict[str, jax.Array]:
+@jax.jit
+def predict_step(state: TrainState, graphs: graphs_lib.DenseGraphs) -> dict[str, jax.Array]:
   """Greedy predictions: op per node, MODIFY char id per node, insertion ids per slot."""
-  outputs = state.apply_fn({'params': state.params}, graphs, length=length, train=False)
+  outputs = state.apply_fn({'params': state.params}, graphs, train=False)
   return {
     'ops': jnp.argmax(outputs['op_logits'], -1),
     'char_ids': jnp.argmax(outputs['char_logits'], -1),
@@ -392,16 +393,18 @@ def evaluate(
   budgets: Sequence[graphs_lib.Budget],
   vocab: np.ndarray,
   metrics_config: ml_collections.ConfigDict | None = None,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[dict[str, float], list[str]]:
   """Decodes every example and returns (metrics, predicted texts in example order).
 
   With ``metrics_config`` (the config's ``metrics`` section) the metrics also hold the mean GED
-  bounds and WL similarity between each prediction's text graph and its target's.
+  bounds and WL similarity between each prediction's text graph and its target's. With ``mesh``
+  the batches are split across its devices (``state`` must be replicated on it).
   """
   predictions, op_hits, label_hits, positions = [None] * len(examples), 0, 0, 0
   for idx, batch in eval_batches(examples, budgets):
-    graphs = jax.tree.map(jnp.asarray, batch['graphs'])
-    out = jax.device_get(predict_step(state, graphs, length=batch['ops'].shape[1]))
+    graphs = batch['graphs'] if mesh is None else parallel.shard_batch(batch['graphs'], mesh)
+    out = parallel.to_host(predict_step(state, graphs))
     for b, i in enumerate(idx):
       source = examples.pairs[i].input
       n = len(source)
@@ -478,6 +481,8 @@ def train_and_evaluate(
   Returns the final evaluation metrics, also written to ``workdir/results.json``; every held-out
   prediction goes to ``workdir/predictions.jsonl``. ``data`` may hold what :func:`load_data`
   returns for this config (a sweep labels its data once); the config is validated either way.
+  Training and evaluation run data-parallel on ``config.num_devices`` devices (``parallel``);
+  only the first process of a multi-host run writes files other than checkpoints.
   """
   os.makedirs(workdir, exist_ok=True)
   try:
@@ -486,41 +491,52 @@ def train_and_evaluate(
     else:
       config_lib.validate(config)
     vocab, train_ex, eval_ex = data
+    mesh = parallel.make_mesh(config.num_devices, config.batch_size)
   except ValueError as e:
     raise InputError(str(e)) from e
+  main_process = jax.process_index() == 0
   logging.info(
     'Data: %d train, %d eval examples; vocabulary of %d characters.',
     len(train_ex),
     len(eval_ex),
     len(vocab),
   )
-  _save_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
-  _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])
+  logging.info('Data-parallel over %d device(s): %s', mesh.size, mesh.devices.tolist())
+  if main_process:
+    _save_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+    _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])
   budgets = [
     graphs_lib.Budget(config.batch_size, length, config.model.skip_window)
     for length in bucket_lengths(config.data)
   ]
   model = models.create_model(config.model, len(vocab))
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(init_rng, config, model, budgets[0])
+  state = parallel.replicate(create_train_state(init_rng, config, model, budgets[0]), mesh)
   ckpt = checkpoints.Checkpointer(workdir)
-  writer = metrics_lib.JsonlWriter(workdir)
+  writer = metrics_lib.JsonlWriter(workdir, enabled=main_process)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(state)
     writer.truncate_after(int(state.step))
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
   t0 = time.time()
   evaluate_fn = functools.partial(
-    evaluate, examples=eval_ex, budgets=budgets, vocab=vocab, metrics_config=config.metrics
+    evaluate,
+    examples=eval_ex,
+    budgets=budgets,
+    vocab=vocab,
+    metrics_config=config.metrics,
+    mesh=mesh,
   )
   try:  # Pending asynchronous checkpoint saves complete even if training fails.
     state, final = _train_loop(
-      config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex
+      config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex, mesh
     )
   finally:
     ckpt.close()
   results, preds = final if final is not None else evaluate_fn(state)
   results.update(step=int(state.step), train_seconds=time.time() - t0)
+  if not main_process:
+    return results
   _save_json(os.path.join(workdir, 'results.json'), results)
   with open(os.path.join(workdir, 'predictions.jsonl'), 'w', encoding='utf-8') as f:
     for pair, pred in zip(eval_ex.pairs, preds):
@@ -528,20 +544,21 @@ def train_and_evaluate(
   return results
 
 
-def _train_loop(config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex):
+def _train_loop(
+  config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex, mesh
+):
   """Trains from ``state.step`` to the end; returns the state and the last step's evaluation."""
   schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
-  spec, weights = loss_spec(config), loss_weights(config)
+  spec = loss_spec(config)
+  weights, step_rng = parallel.replicate((loss_weights(config), step_rng), mesh)
   t_log, s_log, final = time.time(), int(state.step), None
   for step in range(int(state.step), config.num_train_steps):
     idx = schedule.indices(step)
-    batch = jax.tree.map(jnp.asarray, make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]))
-    state, step_metrics = train_step(
-      state, batch, jax.random.fold_in(step_rng, step), weights, spec=spec
-    )
+    batch = parallel.shard_batch(make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]), mesh)
+    state, step_metrics = train_step(state, batch, step_rng, weights, spec=spec)
     done, last = step + 1, step + 1 == config.num_train_steps
     if done % config.log_every_steps == 0 or last:
-      scalars = {f'train/{k}': float(v) for k, v in jax.device_get(step_metrics).items()}
+      scalars = {f'train/{k}': float(v) for k, v in parallel.to_host(step_metrics).items()}
       if not np.isfinite(scalars['train/loss']):
         raise FloatingPointError(f'Non-finite training loss between steps {s_log} and {done}.')
       now = time.time()

@@ -99,3 +99,24 @@ def test_encode_decode():
   assert graphs.decode(codes, lengths) == STRINGS[:-1]
   with pytest.raises(ValueError, match='more than max_length'):
     graphs.encode(['x' * 17], 16)
+
+
+def test_dense_layout_holds_each_graph_in_its_own_row():
+  budget = graphs.Budget(batch_size=4, max_length=6, skip_window=2)
+  texts = ['abc', '', 'hello!']
+  dense = graphs.batch_dense(texts, budget)
+  assert dense.nodes.shape == (4, 6) and dense.senders.shape == (4, budget.max_edges)
+  for i, text in enumerate(texts + ['']):
+    single = graphs.text_to_graph(text, budget.skip_window)
+    n, e = len(text), int(single.n_edge[0])
+    assert dense.n_node[i] == n and dense.n_edge[i] == e
+    assert ''.join(map(chr, dense.nodes[i, :n])) == text
+    for name in ('edges', 'senders', 'receivers'):  # Local indices, as in the single graph.
+      np.testing.assert_array_equal(getattr(dense, name)[i, :e], getattr(single, name))
+    assert not dense.nodes[i, n:].any() and not dense.senders[i, e:].any()
+
+
+def test_dense_layout_rejects_graphs_that_do_not_fit():
+  batch = graphs.batch_graphs(['abcd', 'ab'], graphs.Budget(2, 4, 2))
+  with pytest.raises(ValueError, match='A graph has 4 nodes and 5 edges; the dense layout holds 3'):
+    graphs.to_dense(batch, 2, max_nodes=3, max_edges=5)
