@@ -2,9 +2,10 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from conftest import tiny_config
 
-from experiments.benchmarks import edit_dp_vs_rapidfuzz, sinkhorn_vs_ott, timing, train_step
+from experiments.benchmarks import edit_dp_vs_rapidfuzz, growth, sinkhorn_vs_ott, timing, train_step
 
 
 def test_sinkhorn_benchmark_solves_the_same_problem_as_ott():
@@ -38,3 +39,14 @@ def test_interleaved_timing_calls_each_function_warmup_plus_repeats_times():
 
   seconds = timing.interleaved({'a': lambda: bump('a'), 'b': lambda: bump('b')}, repeats=3)
   assert calls == {'a': 4, 'b': 4} and set(seconds) == {'a', 'b'}
+
+
+def test_growth_measures_time_and_memory_per_size_and_fits_the_exponent():
+  np.testing.assert_allclose(growth.exponent([16, 32, 64], [1.0, 8.0, 64.0]), 3.0)
+  rows = growth.run(tiny_config(), lengths=(8, 16), steps=1, modes=('structural',), fit_from=8)
+  (row,) = rows
+  assert [p['nodes'] for p in row['points']] == [8, 16] and row['fit_lengths'] == [8, 16]
+  small, large = row['points']
+  assert large['peak_bytes_xla'] > small['peak_bytes_xla'] > 0  # [B, N, N, w] pair tensors grow.
+  assert small['ms_per_step'] > 0 and np.isfinite(row['time_exponent'])
+  assert row['memory_exponent'] > 0

@@ -22,14 +22,3 @@ def test_breakdown_groups_by_head_symbol(tmp_path):
   assert breakdown.copy_rates(str(tmp_path)) == (0.0, 0.0)
   assert breakdown.is_subsequence('29', '(+ 20 9)') and not breakdown.is_subsequence('92', '(+ 29)')
   assert breakdown.is_subsequence('', '')
-
-
-def test_step_time_reports_every_mode_and_bucket():
-  from conftest import tiny_config
-
-  from experiments import step_time
-
-  config = tiny_config()
-  rows = step_time.step_times(config, steps=1)
-  assert {r['mode'] for r in rows} == {'cross_entropy', 'structural', 'hybrid'}
-  assert all(r['ms_per_step'] > 0 and r['first_call_s'] > 0 for r in rows)

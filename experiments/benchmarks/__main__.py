@@ -1,8 +1,10 @@
 """Runs every benchmark, prints a table and writes JSON.
 
-python -m experiments.benchmarks [--out=benchmarks.json] [--quick]
+python -m experiments.benchmarks [--out=benchmarks.json] [--quick] [--skip_growth]
 
-``--quick`` uses tiny sizes (a smoke test of the code, not a measurement).
+``--quick`` uses tiny sizes (a smoke test of the code, not a measurement). The growth curve
+(16 ... 256 nodes per graph, three loss modes) takes most of the time: about N minutes on 2 CPU
+cores; ``--skip_growth`` leaves it out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import platform
 
 import jax
 
-from experiments.benchmarks import edit_dp_vs_rapidfuzz, sinkhorn_vs_ott, train_step
+from experiments.benchmarks import edit_dp_vs_rapidfuzz, growth, sinkhorn_vs_ott, train_step
 from grapheme_jax import config_lib
 
 
@@ -30,6 +32,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--out', default='', help='JSON file for the results')
   parser.add_argument('--quick', action='store_true', help='tiny sizes: checks the code only')
+  parser.add_argument('--skip_growth', action='store_true', help='leave out the growth curve')
   args = parser.parse_args(argv)
   if args.quick:
     rows = [
@@ -37,9 +40,11 @@ def main(argv=None) -> None:
       edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1),
     ]
     steps = train_step.run(_tiny_config(), steps=3)
+    curves = [] if args.skip_growth else growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)
   else:
     rows = [sinkhorn_vs_ott.run(), edit_dp_vs_rapidfuzz.run()]
     steps = train_step.run()
+    curves = [] if args.skip_growth else growth.run()
   cpu = platform.processor() or platform.machine()
   device = f'{jax.devices()[0].device_kind} ({jax.default_backend()}), host {cpu}'
   print(f'jax {jax.__version__} on {device}')
@@ -58,7 +63,16 @@ def main(argv=None) -> None:
       f'first call per bucket {compile_s}  after warm-up: {row["traces_after_warmup"]} traces, '
       f'{row["compiles_after_warmup"]} compilations'
     )
-  rows += steps
+  for row in curves:
+    cells = ', '.join(
+      f'{p["nodes"]}: {p["ms_per_step"]:.0f} ms {(p["peak_bytes_xla"] or 0) / 2**20:.0f} MiB'
+      for p in row['points']
+    )
+    fit = f'fit over {row["fit_lengths"]}: time ~ L^{row["time_exponent"]:.2f}'
+    if 'memory_exponent' in row:
+      fit += f', memory ~ L^{row["memory_exponent"]:.2f}'
+    print(f'{row["name"]:48s} {cells}; {fit}')
+  rows += steps + curves
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
       json.dump({'jax': jax.__version__, 'device': device, 'results': rows}, f, indent=2)

@@ -1,6 +1,8 @@
 """The whole train step in each loss mode at the default config: graphs/s, compile time, retraces.
 
-For each mode: the first call on each length bucket is timed (compilation included); then the
+The step runs as training runs it: data-parallel over every local device (``parallel``; one
+device on a plain CPU or single-GPU machine). For each mode: the first call on each length bucket
+is timed (compilation included); then the
 first ``steps`` batches of the training schedule (different batches, both buckets, in the order a
 run sees them) are timed together. Traces and compilations during those batches are counted with
 jax's own monitoring events (``/jax/core/compile/jaxpr_trace_duration`` and
@@ -14,10 +16,9 @@ import contextlib
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from grapheme_jax import config_lib, graphs, models, train
+from grapheme_jax import config_lib, graphs, models, parallel, train
 
 
 @contextlib.contextmanager
@@ -48,10 +49,11 @@ def run(config=None, steps: int = 50, modes=config_lib.LOSS_MODES) -> list[dict]
   budgets = [graphs.Budget(config.batch_size, n, config.model.skip_window) for n in lengths]
   model = models.create_model(config.model, len(vocab))
   schedule = train.BatchSchedule(examples.bucket, config.batch_size, config.seed)
+  mesh = parallel.make_mesh(config.num_devices, config.batch_size)
 
   def batch(indices):
     budget = budgets[examples.bucket[indices[0]]]
-    return jax.tree.map(jnp.asarray, train.make_batch(examples, indices, budget))
+    return parallel.shard_batch(train.make_batch(examples, indices, budget), mesh)
 
   batches = [batch(schedule.indices(step)) for step in range(steps)]
   members = [np.flatnonzero(examples.bucket == b) for b in range(len(lengths))]
@@ -59,24 +61,27 @@ def run(config=None, steps: int = 50, modes=config_lib.LOSS_MODES) -> list[dict]
   rows = []
   for mode in modes:
     config.loss.mode = mode
-    spec, weights = train.loss_spec(config), train.loss_weights(config)
+    spec = train.loss_spec(config)
+    weights, rng = parallel.replicate((train.loss_weights(config), jax.random.key(0)), mesh)
     state = train.create_train_state(jax.random.key(0), config, model, budgets[0])
+    state = parallel.replicate(state, mesh)
     compile_s = {}
     for length, warm in warmups.items():
       start = time.perf_counter()
-      state, metrics = train.train_step(state, warm, jax.random.key(0), weights, spec=spec)
+      state, metrics = train.train_step(state, warm, rng, weights, spec=spec)
       jax.block_until_ready(metrics)
       compile_s[str(length)] = time.perf_counter() - start
     with count_compilation_events() as counts:
       start = time.perf_counter()
-      for step, b in enumerate(batches):
-        state, metrics = train.train_step(state, b, jax.random.key(step), weights, spec=spec)
+      for b in batches:  # train_step folds the step into the key, as in training.
+        state, metrics = train.train_step(state, b, rng, weights, spec=spec)
       jax.block_until_ready(metrics)
       seconds = time.perf_counter() - start
     real = sum(int(np.sum(b['weights'])) for b in batches)
     rows.append(
       {
         'name': f'train step, {mode}',
+        'devices': mesh.size,
         'graphs_per_s': real / seconds,
         'ms_per_step': 1000 * seconds / steps,
         'first_call_s': compile_s,
