@@ -212,13 +212,17 @@ def predicted_graphs(
   )
   n = g * (k_max + 1)
   flat = lambda x: x.reshape((bsz, n) + x.shape[3:])  # noqa: E731
-  head, tail, tail_in_slot = flat(head), flat(tail), flat(tail_in_slot)
   gid = np.repeat(np.arange(g), k_max + 1)
   pos = np.tile(kk, g)
+  # mid[i, j] = tail_i * between(group_i, group_j) * head_j (convolutions). Convolving the tail
+  # in the [B, G, K + 1, G, w] layout first, then broadcasting over j's position in its group,
+  # never gathers the [B, N, N, w] tensor from group pairs (whose backward is a scatter-add).
+  mid = _conv(tail[:, :, :, None], groups_between[:, :, None])  # [B, G, K+1, G, w]
+  mid = _conv(mid[:, :, :, :, None], head[:, None, None]).reshape(bsz, n, n, w)
+  head, tail, tail_in_slot = flat(head), flat(tail), flat(tail_in_slot)
 
-  pre = _full(_conv(prefix[:, gid], head))  # [B, N, w+1]
-  suf = _full(_conv(tail, suffix[:, gid]))
-  mid = _conv(_conv(tail[:, :, None], groups_between[:, gid][:, :, gid]), head[:, None])
+  pre = _full(_conv(jnp.repeat(prefix, k_max + 1, axis=1), head))  # [B, N, w+1]
+  suf = _full(_conv(tail, jnp.repeat(suffix, k_max + 1, axis=1)))
   # Pairs within one group: forced positions in between (two insertions), or the slot's tail.
   same = gid[:, None] == gid[None, :]
   ins_i, ins_j = np.tile(is_ins, g)[:, None], np.tile(is_ins, g)[None, :]
