@@ -1,10 +1,10 @@
 """Edit labels from a minimum-cost Levenshtein alignment, computed in JAX.
 
 Text is a sequence of Unicode code points (`[ord(c) for c in s]`); lone surrogates, NUL, emoji
-and combining marks are all just code points. For each (source, target) pair we fill the
-Levenshtein DP matrix (unit costs for insert, delete and substitute), walk back from
-`(source_len, target_len)` and express the alignment as one label per source node plus
-insertions:
+and combining marks are all just code points. For each (source, target) pair we solve the
+Levenshtein DP `D[i][j]` (distance between the first i source and first j target characters; unit
+costs for insert, delete and substitute), walk back from `(n, m) = (source_len, target_len)` and
+express the alignment as one label per source node plus insertions:
 
 * each source position `i` gets an op in {KEEP, DELETE, MODIFY} and, for KEEP/MODIFY, the target
   code point it becomes;
@@ -19,9 +19,30 @@ characters as early (left) as possible, aligning the target to the start of the 
 the diagonal over insertions puts insertions as early as possible. Every cost-consistent path has
 exactly `D[n][m]` edits, so `#MODIFY + #DELETE + #inserted chars == distance`.
 
-The DP is pure and jit-compiled (`edit_labels`, vmapped over a batch). The host helpers
-(`levenshtein_edits`, `levenshtein_edits_batch`) run the same jitted function on inputs padded to
-power-of-two buckets so that repeated calls reuse compilations.
+Algorithm (`edit_labels`, pure and jit-compiled). The DP is bit-parallel over target positions,
+W = ceil(M / 32) uint32 words per pair with bit k standing for target position k (column k + 1):
+
+1. Match masks: for each source position, the target positions holding the same code point.
+2. DP rows (Myers 1999, in Hyyrö's 2003 form for edit distance): a `lax.scan` over source
+   characters keeps row i - 1 as the columns where D grows or shrinks by one from column j - 1 to
+   j, and updates it with O(W) word operations (additions and shifts carry from word to word).
+   Each row also yields two masks for the walk: the columns where deleting the source character
+   is cost-consistent, and those where the walk can leave the row at all.
+3. Walk: a reverse `lax.scan` over source rows applies the tie-break one row at a time. Entering
+   row i at column j, the walk inserts leftwards down to the highest column <= j that it can leave
+   the row from (one count-leading-zeros per word), then deletes or steps diagonally.
+4. Labels: source labels follow from the column where the walk leaves each row; for target
+   position t, counting the rows left at a column <= t gives its slot or aligned source, and the
+   counts are assembled bit-parallel from nested row masks.
+
+Per pair this costs O(L * M) vectorised comparisons for the masks (the bulk of the arithmetic),
+O(L * W) word operations for the DP and the walk, O(L * W + M log L) for the target labels, and
+O(L * W) words of memory. The batch is the trailing, contiguous axis of every intermediate, so
+each word operation is one vector operation over all pairs; `jax.vmap` of a per-pair version puts
+the batch in front and runs ~2.5x slower on CPU (transposes and strided reads in every scan
+step), hence the explicitly batched code. The host helpers (`levenshtein_edits`,
+`levenshtein_edits_batch`) run the same jitted function on inputs padded to power-of-two buckets
+so that repeated calls reuse compilations.
 """
 
 from __future__ import annotations
@@ -43,8 +64,8 @@ MODIFY = 2
 NUM_OPS = 3
 OP_NAMES = ('keep', 'delete', 'modify')
 
-# Backtrace move codes (internal).
-_NONE, _DEL, _DIAG, _INS = 0, 1, 2, 3
+_WORD_BITS = 32
+_ALL_BITS = 0xFFFFFFFF
 
 
 class EditLabels(NamedTuple):
@@ -67,73 +88,222 @@ class EditLabels(NamedTuple):
   distance: jax.Array
 
 
-def _dp_matrix(source: jax.Array, target: jax.Array) -> jax.Array:
-  """Returns the full Levenshtein DP matrix D [L+1, M+1] for one (padded) pair.
+# Bit vectors over target positions are lists of W uint32 words of shape [..., B], word 0 least
+# significant; bit k (bit k % 32 of word k // 32) stands for target position k, i.e. column
+# k + 1 of the DP matrix D[i][j] (source prefix i, target prefix j).
 
-  Row i is vectorised over j: with E[0] = i and
-  E[k] = min(D[i-1][k] + 1, D[i-1][k-1] + (s_i != t_k)) for k >= 1, the insertion recurrence
-  D[i][j] = min_{k <= j} E[k] + (j - k) = j + cummin_k(E[k] - k). Cells for j > target_len or
-  i > source_len see padding but are never read by the backtrace, and cells it does read depend
-  only on real characters.
+
+def _num_words(width: int) -> int:
+  """Words W holding one bit per target position of a width-`width` target (at least one)."""
+  return max(1, -(-width // _WORD_BITS))
+
+
+def _low_bits(count: jax.Array) -> jax.Array:
+  """uint32 words with the lowest `clip(count, 0, 32)` bits set."""
+  count = jnp.clip(count, 0, _WORD_BITS)
+  below = (jnp.uint32(1) << count.astype(jnp.uint32)) - jnp.uint32(1)
+  return jnp.where(count == _WORD_BITS, jnp.uint32(_ALL_BITS), below)
+
+
+def _add(a: list[jax.Array], b: list[jax.Array]) -> list[jax.Array]:
+  """Multi-word `a + b`, carrying from word to word; the carry out of the top word is dropped."""
+  out, carry = [], None
+  for x, y in zip(a, b):
+    total = x + y
+    overflow = total < x
+    if carry is not None:
+      with_carry = total + carry
+      overflow = overflow | (with_carry < total)
+      total = with_carry
+    out.append(total)
+    carry = overflow.astype(jnp.uint32)
+  return out
+
+
+def _shift_up(a: list[jax.Array], fill: int) -> list[jax.Array]:
+  """Multi-word `a << 1` with `fill` (0 or 1) shifted into bit 0."""
+  carried = [jnp.uint32(fill)] + [x >> (_WORD_BITS - 1) for x in a[:-1]]
+  return [(x << 1) | c for x, c in zip(a, carried)]
+
+
+def _or_rows(x: jax.Array) -> jax.Array:
+  """Bitwise OR over axis 0, by halving (XLA's CPU reductions are much slower here)."""
+  rows = x.shape[0]
+  x = jnp.pad(x, ((0, (1 << (rows - 1).bit_length()) - rows), (0, 0)))
+  while x.shape[0] > 1:
+    x = x[: x.shape[0] // 2] | x[x.shape[0] // 2 :]
+  return x[0]
+
+
+def _unpack_bits(words: list[jax.Array], width: int) -> jax.Array:
+  """Bits [B, width] (0/1, uint32) of `width` target positions from W words [B]."""
+  spread = jnp.repeat(jnp.stack(words, axis=1), _WORD_BITS, axis=1)[:, :width]
+  shifts = jnp.arange(width, dtype=jnp.uint32) % _WORD_BITS
+  return (spread >> shifts) & 1
+
+
+def _match_masks(source: jax.Array, target: jax.Array) -> list[jax.Array]:
+  """W words [L, B]: bit k of row i is set iff target[k] == source[i].
+
+  Compares run batch-major ([B, L] against one target column at a time, vectorised along the
+  source) and each word is transposed once for the row scans.
   """
-  cols = jnp.arange(target.shape[0] + 1, dtype=jnp.int32)
-
-  def row(prev, xs):
-    i, s_i = xs
-    sub = prev[:-1] + (target != s_i).astype(jnp.int32)
-    e = jnp.concatenate([i[None], jnp.minimum(prev[1:] + 1, sub)])
-    cur = cols + jax.lax.cummin(e - cols)
-    return cur, cur
-
-  rows_idx = jnp.arange(1, source.shape[0] + 1, dtype=jnp.int32)
-  _, rows = jax.lax.scan(row, cols, (rows_idx, source))
-  return jnp.concatenate([cols[None], rows])
+  width_m = target.shape[1]
+  words = []
+  for w in range(_num_words(width_m)):
+    word = jnp.zeros(source.shape, jnp.uint32)
+    # Highest position first: each shift moves the earlier bits up by one.
+    for k in reversed(range(_WORD_BITS * w, min(_WORD_BITS * (w + 1), width_m))):
+      word = (word << 1) | (source == target[:, k, None]).astype(jnp.uint32)
+    words.append(word.T)
+  return words
 
 
-def _backtrace(d, source, target, n, m):
-  """Walks back from (n, m) with the documented tie-break; returns (move, i, j) per step."""
+def _dp_rows(
+  match: list[jax.Array], source_len: jax.Array, target_len: jax.Array
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...], jax.Array]:
+  """Bit-parallel DP (Myers 1999, as formulated by Hyyrö 2003), one scan step per source row.
 
-  def step(carry, _):
-    i, j = carry
-    im, jm = jnp.maximum(i - 1, 0), jnp.maximum(j - 1, 0)
-    here = d[i, j]
-    can_del = (i > 0) & (d[im, j] + 1 == here)
-    mismatch = (source[im] != target[jm]).astype(jnp.int32)
-    can_diag = (i > 0) & (j > 0) & (d[im, jm] + mismatch == here)
-    move = jnp.where(can_del, _DEL, jnp.where(can_diag, _DIAG, _INS))
-    move = jnp.where((i == 0) & (j == 0), _NONE, move)
-    new_i = i - ((move == _DEL) | (move == _DIAG))
-    new_j = j - ((move == _DIAG) | (move == _INS))
-    return (new_i, new_j), (move, i, j)
+  The carry holds row i - 1 as the columns where D[i-1][j] - D[i-1][j-1] is +1 (`pv`) or -1
+  (`mv`); row 0 is all +1. From it and the match mask `eq` of s_i, step i derives per column
+  `d0` (D[i][j] == D[i-1][j-1]) and `ph`/`mh` (D[i][j] - D[i-1][j] is +1/-1), then row i. The
+  carry out of a word's addition and the bit shifted out of a word move into the next word, and
+  D[i][0] - D[i-1][0] = +1 is shifted into bit 0. Information only moves towards higher bits, so
+  bits below target_len never see the padding, and rows past source_len leave the carry as is.
 
-  steps = source.shape[0] + target.shape[0]
-  _, (moves, ii, jj) = jax.lax.scan(step, (n, m), None, length=steps)
-  return moves, ii, jj
+  Returns:
+    `(stop, delete, distance)`. `delete[i]` (W words [L, B]) has the columns where the walk back
+    may delete s_i (D[i-1][j] + 1 == D[i][j], i.e. `ph`); `stop[i]` the columns where it leaves
+    row i at all: deleting, or the diagonal, which is cost-consistent on a match and otherwise
+    iff D[i][j] == D[i-1][j-1] + 1, i.e. not `d0` (the diagonal never decreases and grows by at
+    most one). Padding rows have every bit set. `distance` [B] is D[n][m] from the last row.
+  """
+  num_words = len(match)
+  batch = source_len.shape[0]
+  rows = jnp.arange(1, match[0].shape[0] + 1, dtype=jnp.int32)
+  ones = jnp.uint32(_ALL_BITS)
+
+  def row(carry, xs):
+    pv, mv = carry
+    i, eq = xs
+    x = [e | m for e, m in zip(eq, mv)]
+    total = _add([a & p for a, p in zip(x, pv)], pv)
+    d0 = [(t ^ p) | a for t, p, a in zip(total, pv, x)]
+    ph = [m | ~(d | p) for m, d, p in zip(mv, d0, pv)]
+    mh = [p & d for p, d in zip(pv, d0)]
+    ph_in, mh_in = _shift_up(ph, 1), _shift_up(mh, 0)
+    past_end = i > source_len
+    new_pv = tuple(jnp.where(past_end, p, m | ~(d | h)) for p, m, d, h in zip(pv, mh_in, d0, ph_in))
+    new_mv = tuple(jnp.where(past_end, m, h & d) for m, h, d in zip(mv, ph_in, d0))
+    stop = tuple(jnp.where(past_end, ones, h | e | ~d) for h, e, d in zip(ph, eq, d0))
+    delete = tuple(jnp.where(past_end, ones, h) for h in ph)
+    return (new_pv, new_mv), (stop, delete)
+
+  init = (
+    tuple([jnp.full((batch,), ones)] * num_words),
+    tuple([jnp.zeros((batch,), jnp.uint32)] * num_words),
+  )
+  (pv, mv), (stop, delete) = jax.lax.scan(row, init, (rows, tuple(match)))
+  distance = source_len
+  for w, (p, m) in enumerate(zip(pv, mv)):
+    low = _low_bits(target_len - _WORD_BITS * w)
+    distance = distance + jax.lax.population_count(p & low).astype(jnp.int32)
+    distance = distance - jax.lax.population_count(m & low).astype(jnp.int32)
+  return stop, delete, distance
 
 
-def _edit_labels_single(source, source_len, target, target_len) -> EditLabels:
-  """Unbatched `edit_labels`."""
-  big_l, big_m = source.shape[0], target.shape[0]
-  d = _dp_matrix(source, target)
-  moves, ii, jj = _backtrace(d, source, target, source_len, target_len)
-  is_diag = moves == _DIAG
-  # Each real source/target position is written exactly once; other steps scatter out of
-  # bounds (positive index, so no negative wrap-around) and are dropped.
-  src_idx = jnp.where((moves == _DEL) | is_diag, ii - 1, big_l)
-  tgt_idx = jnp.where(is_diag | (moves == _INS), jj - 1, big_m)
-  t_char = target[jnp.clip(jj - 1, 0, big_m - 1)]
-  s_char = source[jnp.clip(ii - 1, 0, big_l - 1)]
-  op = jnp.where(is_diag, jnp.where(s_char == t_char, KEEP, MODIFY), DELETE)
+def _walk_rows(
+  stop: tuple[jax.Array, ...], delete: tuple[jax.Array, ...], target_len: jax.Array
+) -> jax.Array:
+  """The tie-broken walk back from (n, m), one source row per scan step, last row first.
 
-  def fill(size, v):
-    return jnp.full((size,), v, jnp.int32)
+  Entering row i at column j, the walk inserts target characters leftwards down to the highest
+  column j' <= j whose `stop` bit is set (column 0 if none: deleting is always consistent there),
+  then deletes s_i if the `delete` bit is set or j' = 0, staying in column j', and otherwise steps
+  diagonally to j' - 1. This is the documented move order: from any cell it takes DELETE if
+  consistent, else the diagonal if consistent, else INSERT. Padding rows delete without moving.
 
+  Returns:
+    [L, B] int32 `2 * j' + deleted` per row.
+  """
+
+  def row(j, xs):
+    stop_i, delete_i = xs
+    top = jnp.full(j.shape, -1, jnp.int32)  # Highest stop bit below bit j: column j' - 1.
+    top_delete = jnp.zeros(j.shape, jnp.uint32)
+    for w, (s, d) in enumerate(zip(stop_i, delete_i)):
+      candidates = s & _low_bits(j - _WORD_BITS * w)
+      bit = _WORD_BITS - 1 - jax.lax.clz(candidates).astype(jnp.int32)
+      found = candidates != 0
+      top = jnp.where(found, _WORD_BITS * w + bit, top)
+      top_delete = jnp.where(found, d >> jnp.maximum(bit, 0).astype(jnp.uint32), top_delete)
+    deleted = (top < 0) | ((top_delete & 1) == 1)
+    exit_col = top + 1 - (~deleted).astype(jnp.int32)
+    return exit_col, 2 * (top + 1) + deleted.astype(jnp.int32)
+
+  _, code = jax.lax.scan(row, target_len, (tuple(stop), tuple(delete)), reverse=True)
+  return code
+
+
+def _target_labels(
+  stop_col: jax.Array, diag: jax.Array, real_row: jax.Array, target_len: jax.Array, width_m: int
+) -> tuple[jax.Array, jax.Array]:
+  """`target_slot` and `target_source` [B, M] from each row's stop column j' and move.
+
+  The walk leaves row r through column e_r = j' - diag. Along the walk e_r never decreases
+  with r, and target t (column t + 1) is produced in row r iff e_r <= t < e_{r+1} (e_{n+1} = m),
+  so count(t) = #{r <= n : e_r <= t} is that row: t is inserted into slot count(t), or aligned
+  to source count(t) - 1 if row r stepped diagonally onto it (t == j' - 1). Since the masks
+  A_r = {t : e_r <= t} are nested, count(t) >= r iff t is in A_r, so bit p of count(t) is set iff
+  t is in A_r but not A_{r + 2^p} for some r = 2^p (mod 2^(p+1)): a few word ops per row.
+  """
+  num_rows = stop_col.shape[0]
+  num_words = _num_words(width_m)
+  exit_col = stop_col - diag.astype(jnp.int32)
+  aligned_col = stop_col - 1
+  planes = num_rows.bit_length()
+  count_words, aligned_words = [[] for _ in range(planes)], []
+  for w in range(num_words):
+    # Row r - 1 holds A_r (empty past source_len).
+    reached = jnp.where(real_row, ~_low_bits(exit_col - _WORD_BITS * w), jnp.uint32(0))
+    for p in range(planes):
+      odd = reached[(1 << p) - 1 :: 2 << p]  # r = odd multiples of 2^p.
+      even = reached[(2 << p) - 1 :: 2 << p]  # r + 2^p; A_r is empty for r > L.
+      even = jnp.pad(even, ((0, odd.shape[0] - even.shape[0]), (0, 0)))
+      count_words[p].append(_or_rows(odd & ~even))
+    bit = jnp.uint32(1) << (aligned_col % _WORD_BITS).astype(jnp.uint32)
+    aligned = diag & (aligned_col // _WORD_BITS == w)
+    aligned_words.append(_or_rows(jnp.where(aligned, bit, jnp.uint32(0))))
+  count = sum(
+    _unpack_bits(words, width_m).astype(jnp.int32) << p for p, words in enumerate(count_words)
+  )
+  aligned = _unpack_bits(aligned_words, width_m) == 1
+  real = jnp.arange(width_m) < target_len[:, None]
+  target_slot = jnp.where(real, jnp.where(aligned, -1, count), -2)
+  target_source = jnp.where(aligned, count - 1, -1)
+  return target_slot, target_source
+
+
+def _edit_labels_batch(
+  source: jax.Array, source_len: jax.Array, target: jax.Array, target_len: jax.Array
+) -> EditLabels:
+  """`edit_labels` for widths L, M >= 1."""
+  width_l, width_m = source.shape[1], target.shape[1]
+  stop, delete, distance = _dp_rows(_match_masks(source, target), source_len, target_len)
+  code = _walk_rows(stop, delete, target_len)
+  stop_col = code >> 1
+  real_row = jnp.arange(width_l)[:, None] < source_len
+  diag = real_row & ((code & 1) == 0)
+  # Rows are [L, B] here, so the gather and the selects run along the batch.
+  char = jnp.take_along_axis(target.T, jnp.clip(stop_col - 1, 0, width_m - 1), axis=0)
+  ops = jnp.where(diag, jnp.where(source.T == char, KEEP, MODIFY), DELETE)
+  target_slot, target_source = _target_labels(stop_col, diag, real_row, target_len, width_m)
   return EditLabels(
-    ops=fill(big_l, -1).at[src_idx].set(op, mode='drop'),
-    chars=fill(big_l, -1).at[src_idx].set(jnp.where(is_diag, t_char, -1), mode='drop'),
-    target_slot=fill(big_m, -2).at[tgt_idx].set(jnp.where(is_diag, -1, ii), mode='drop'),
-    target_source=fill(big_m, -1).at[tgt_idx].set(jnp.where(is_diag, ii - 1, -1), mode='drop'),
-    distance=d[source_len, target_len],
+    ops=jnp.where(real_row, ops, -1).T,
+    chars=jnp.where(diag, char, -1).T,
+    target_slot=target_slot,
+    target_source=target_source,
+    distance=distance,
   )
 
 
@@ -143,8 +313,8 @@ def edit_labels(
 ) -> EditLabels:
   """Computes Levenshtein edit labels for a batch of padded code-point sequences.
 
-  See the module docstring for the label semantics and the tie-breaking rule. Values beyond
-  `source_len` / `target_len` do not affect the result.
+  See the module docstring for the label semantics, the tie-breaking rule and the algorithm.
+  Values beyond `source_len` / `target_len` do not affect the result.
 
   Args:
     source: [B, L] int32 source code points.
@@ -155,8 +325,25 @@ def edit_labels(
   Returns:
     An `EditLabels` of int32 arrays.
   """
-  args = [jnp.asarray(x, jnp.int32) for x in (source, source_len, target, target_len)]
-  return jax.vmap(_edit_labels_single)(*args)
+  source, source_len, target, target_len = (
+    jnp.asarray(x, jnp.int32) for x in (source, source_len, target, target_len)
+  )
+  width_l, width_m = source.shape[1], target.shape[1]
+  if width_l and width_m:
+    return _edit_labels_batch(source, source_len, target, target_len)
+  # An empty width gets one padding column, which no length reaches.
+  labels = _edit_labels_batch(
+    jnp.pad(source, ((0, 0), (0, int(width_l == 0)))),
+    source_len,
+    jnp.pad(target, ((0, 0), (0, int(width_m == 0)))),
+    target_len,
+  )
+  return labels._replace(
+    ops=labels.ops[:, :width_l],
+    chars=labels.chars[:, :width_l],
+    target_slot=labels.target_slot[:, :width_m],
+    target_source=labels.target_source[:, :width_m],
+  )
 
 
 def _positional_labels_single(source, source_len, target, target_len) -> EditLabels:

@@ -2,6 +2,8 @@
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from rapidfuzz.distance import Levenshtein
@@ -56,6 +58,79 @@ def _random_pairs(seed: int, count: int, max_len: int = 20) -> list[tuple[str, s
       target = _random_text(rng, alphabet, int(rng.integers(0, max_len + 1)))
     pairs.append((source, target))
   return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference implementation: the original full-matrix DP and step-by-step backtrace, kept verbatim
+# as an oracle for the bit-parallel `E.edit_labels` (same arguments and results).
+
+
+def _reference_dp_matrix(source, target):
+  """Full Levenshtein matrix D [L+1, M+1]; row i is a cummin over the insertion recurrence."""
+  cols = jnp.arange(target.shape[0] + 1, dtype=jnp.int32)
+
+  def row(prev, xs):
+    i, s_i = xs
+    sub = prev[:-1] + (target != s_i).astype(jnp.int32)
+    e = jnp.concatenate([i[None], jnp.minimum(prev[1:] + 1, sub)])
+    cur = cols + jax.lax.cummin(e - cols)
+    return cur, cur
+
+  rows_idx = jnp.arange(1, source.shape[0] + 1, dtype=jnp.int32)
+  _, rows = jax.lax.scan(row, cols, (rows_idx, source))
+  return jnp.concatenate([cols[None], rows])
+
+
+_NONE, _DEL, _DIAG, _INS = 0, 1, 2, 3
+
+
+def _reference_backtrace(d, source, target, n, m):
+  """Walks back from (n, m) with the documented tie-break; returns (move, i, j) per step."""
+
+  def step(carry, _):
+    i, j = carry
+    im, jm = jnp.maximum(i - 1, 0), jnp.maximum(j - 1, 0)
+    here = d[i, j]
+    can_del = (i > 0) & (d[im, j] + 1 == here)
+    mismatch = (source[im] != target[jm]).astype(jnp.int32)
+    can_diag = (i > 0) & (j > 0) & (d[im, jm] + mismatch == here)
+    move = jnp.where(can_del, _DEL, jnp.where(can_diag, _DIAG, _INS))
+    move = jnp.where((i == 0) & (j == 0), _NONE, move)
+    new_i = i - ((move == _DEL) | (move == _DIAG))
+    new_j = j - ((move == _DIAG) | (move == _INS))
+    return (new_i, new_j), (move, i, j)
+
+  steps = source.shape[0] + target.shape[0]
+  _, (moves, ii, jj) = jax.lax.scan(step, (n, m), None, length=steps)
+  return moves, ii, jj
+
+
+def _reference_single(source, source_len, target, target_len) -> E.EditLabels:
+  big_l, big_m = source.shape[0], target.shape[0]
+  d = _reference_dp_matrix(source, target)
+  moves, ii, jj = _reference_backtrace(d, source, target, source_len, target_len)
+  is_diag = moves == _DIAG
+  src_idx = jnp.where((moves == _DEL) | is_diag, ii - 1, big_l)
+  tgt_idx = jnp.where(is_diag | (moves == _INS), jj - 1, big_m)
+  t_char = target[jnp.clip(jj - 1, 0, big_m - 1)]
+  s_char = source[jnp.clip(ii - 1, 0, big_l - 1)]
+  op = jnp.where(is_diag, jnp.where(s_char == t_char, KEEP, MODIFY), DELETE)
+
+  def fill(size, v):
+    return jnp.full((size,), v, jnp.int32)
+
+  return E.EditLabels(
+    ops=fill(big_l, -1).at[src_idx].set(op, mode='drop'),
+    chars=fill(big_l, -1).at[src_idx].set(jnp.where(is_diag, t_char, -1), mode='drop'),
+    target_slot=fill(big_m, -2).at[tgt_idx].set(jnp.where(is_diag, -1, ii), mode='drop'),
+    target_source=fill(big_m, -1).at[tgt_idx].set(jnp.where(is_diag, ii - 1, -1), mode='drop'),
+    distance=d[source_len, target_len],
+  )
+
+
+@jax.jit
+def _reference_edit_labels(source, source_len, target, target_len) -> E.EditLabels:
+  return jax.vmap(_reference_single)(source, source_len, target, target_len)
 
 
 @functools.cache
@@ -223,6 +298,98 @@ def test_tie_breaking_matches_reference_backtrace():
     distance, expected = _reference_edits(source, target)
     assert edits == expected, (source, target)
     assert edits.num_edits == distance
+
+
+def _random_code_batch(
+  rng: np.random.Generator, count: int, width_l: int, width_m: int
+) -> tuple[np.ndarray, ...]:
+  """Random padded code-point batches (source, source_len, target, target_len).
+
+  Alphabets have 2, 3, 20 or 4096 code points drawn from [0, 0x10FFFF] (tiny ones make ties the
+  norm); half of the targets are mutated copies of their source, so that long runs are shared,
+  and lengths are biased towards 0 and the full width. Padding holds random garbage.
+  """
+  source = rng.integers(-5, 0x110000, size=(count, width_l), dtype=np.int32)
+  target = rng.integers(-5, 0x110000, size=(count, width_m), dtype=np.int32)
+  source_len = np.zeros(count, np.int32)
+  target_len = np.zeros(count, np.int32)
+
+  def length(width: int) -> int:
+    return int(rng.choice([0, width, int(rng.integers(0, width + 1))], p=[0.05, 0.15, 0.8]))
+
+  for b in range(count):
+    alphabet = rng.integers(0, 0x110000, size=(2, 3, 20, 4096)[b % 4])
+    text = list(rng.choice(alphabet, length(width_l)))
+    if rng.random() < 0.5:
+      other = list(text)
+      for _ in range(int(rng.integers(0, 6))):
+        pos = int(rng.integers(0, len(other) + 1))
+        kind = rng.integers(0, 3)
+        if kind == 0 or not other:
+          other.insert(pos, rng.choice(alphabet))
+        elif kind == 1:
+          del other[min(pos, len(other) - 1)]
+        else:
+          other[min(pos, len(other) - 1)] = rng.choice(alphabet)
+      other = other[:width_m]
+    else:
+      other = list(rng.choice(alphabet, length(width_m)))
+    source[b, : len(text)], source_len[b] = text, len(text)
+    target[b, : len(other)], target_len[b] = other, len(other)
+  return source, source_len, target, target_len
+
+
+@pytest.mark.parametrize(
+  'width_l, width_m',
+  [
+    (1, 1),
+    (1, 40),
+    (40, 1),
+    (31, 33),
+    (32, 32),
+    (33, 31),
+    (63, 65),
+    (64, 64),
+    (65, 100),
+    (100, 130),
+    (130, 64),
+  ],
+)
+def test_matches_reference_implementation(width_l, width_m):
+  # Covers word boundaries of the bit-parallel DP (31, 32, 33, 63, 64, 65 and several words),
+  # L != M, empty and full-width strings, garbage padding and tie-heavy small alphabets.
+  rng = np.random.default_rng(width_l * 1000 + width_m)
+  batch = _random_code_batch(rng, 384, width_l, width_m)
+  expected = _reference_edit_labels(*batch)
+  actual = E.edit_labels(*batch)
+  for name, want, got in zip(expected._fields, expected, actual):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=name)
+
+
+def test_zero_width_batches():
+  def labels(width_l, width_m, source_len, target_len):
+    source = np.full((2, width_l), 7, np.int32)
+    target = np.full((2, width_m), 7, np.int32)
+    out = E.edit_labels(source, np.array(source_len), target, np.array(target_len))
+    return [np.asarray(x).tolist() for x in out]
+
+  # No source: every target character goes into slot 0.
+  assert labels(0, 3, [0, 0], [2, 0]) == [
+    [[], []],
+    [[], []],
+    [[0, 0, -2], [-2, -2, -2]],
+    [[-1, -1, -1], [-1, -1, -1]],
+    [2, 0],
+  ]
+  # No target: every source character is deleted.
+  assert labels(3, 0, [2, 3], [0, 0]) == [
+    [[DELETE, DELETE, -1], [DELETE] * 3],
+    [[-1] * 3, [-1] * 3],
+    [[], []],
+    [[], []],
+    [2, 3],
+  ]
+  assert labels(0, 0, [0, 0], [0, 0]) == [[[], []]] * 4 + [[0, 0]]
 
 
 def test_garbage_padding_does_not_matter():

@@ -1,4 +1,4 @@
-"""Edit labels from the jitted, vmapped Levenshtein DP against rapidfuzz's ``Levenshtein.editops``.
+"""Edit labels from the bit-parallel Levenshtein DP against rapidfuzz's ``Levenshtein.editops``.
 
 Both label the same pairs (random strings of length ``length`` over a 20-letter alphabet, so the
 alignments are non-trivial). Ours: one ``edits.edit_labels`` call on the padded batch, labels
