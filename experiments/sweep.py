@@ -255,6 +255,7 @@ def main(argv: Sequence[str]) -> None:
   config_flag = flag_values['config']
   config_path = config_flags.get_config_filename(config_flag)
   parallel.initialize_distributed(flag_values.config)
+  main_lib.enable_compilation_cache()
   main_lib.setup_logging()
   try:
     points = load_sweep(config_path)

@@ -62,12 +62,15 @@ def test_config_files_validate_and_set_their_mode(name):
 
 
 def _cli(*args):
+  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
   return subprocess.run(
     [sys.executable, '-m', 'grapheme_jax.main', *args],
     cwd=ROOT,
     capture_output=True,
     text=True,
     timeout=120,
+    env=env,
   )
 
 
@@ -115,9 +118,11 @@ def test_cli_trains_on_jsonl_files(tmp_path):
     '--config.data.name=jsonl',
     f'--config.data.train_path={tmp_path}/train.jsonl',
     f'--config.data.eval_path={tmp_path}/eval.jsonl',
+    f'--compilation_cache={tmp_path}/cache',
     *tiny,
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
+  assert os.listdir(tmp_path / 'cache')  # Compiled steps persist for the next start.
   with open(workdir / 'results.json') as f:
     assert json.load(f)['step'] == 3
   with open(workdir / 'vocab.json', encoding='utf-8') as f:

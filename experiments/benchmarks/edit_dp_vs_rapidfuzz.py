@@ -25,7 +25,7 @@ def pairs(count: int, length: int, seed: int = 0) -> list[tuple[str, str]]:
   ]
 
 
-def run(count: int = 4096, length: int = 64, repeats: int = 5):
+def run(count: int = 4096, length: int = 64, repeats: int = 15):
   data = pairs(count, length)
   source, source_len = graphs.encode([s for s, _ in data], length)
   target, target_len = graphs.encode([t for _, t in data], length)

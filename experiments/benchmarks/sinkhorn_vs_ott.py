@@ -33,7 +33,7 @@ def problems(batch: int, n: int, seed: int = 0):
   return jnp.asarray(cost), jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
 
 
-def run(batch: int = 64, n: int = 32, iterations: int = 20, temperature: float = 0.1, repeats=7):
+def run(batch: int = 64, n: int = 32, iterations: int = 20, temperature: float = 0.1, repeats=41):
   cost, a, b = problems(batch, n)
   solver = ott_sinkhorn.Sinkhorn(
     lse_mode=True,
