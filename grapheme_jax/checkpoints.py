@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir can be read back."""
 
 
 class Checkpointer:
@@ -14,6 +21,8 @@ class Checkpointer:
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
     directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self._directory = directory
+    self._unreadable = os.path.abspath(os.path.join(workdir, 'checkpoints_unreadable'))
     self._manager = ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     )
@@ -27,10 +36,40 @@ class Checkpointer:
       self._manager.save(step, args=ocp.args.StandardSave(state))
 
   def restore(self, state: Any, step: int | None = None) -> Any:
-    """Restores into the structure, shapes and shardings of ``state`` (abstract is fine)."""
-    step = self.latest_step() if step is None else step
+    """Restores into the structure, shapes and shardings of ``state`` (abstract is fine).
+
+    Without ``step``: the latest checkpoint that reads back. One that does not (truncated or
+    corrupted files) is reported, moved to ``workdir/checkpoints_unreadable/STEP`` (kept for
+    inspection, and out of the way of a new save at that step) and the previous one is tried.
+    Raises ``CheckpointError`` if none can be read.
+    """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    if step is not None:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    failures = []
+    for candidate in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return self._manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types here.
+        moved = os.path.join(self._unreadable, str(candidate))
+        logging.warning(
+          'Checkpoint of step %d cannot be read (%s: %s); moved to %s, trying the previous one.',
+          candidate,
+          type(e).__name__,
+          ' '.join(str(e).split())[:300],
+          moved,
+        )
+        if jax.process_index() == 0:  # Hosts share the directory: one of them moves it.
+          os.makedirs(self._unreadable, exist_ok=True)
+          shutil.move(os.path.join(self._directory, str(candidate)), moved)
+        if jax.process_count() > 1:
+          multihost_utils.sync_global_devices(f'moved unreadable checkpoint {candidate}')
+        self._manager.reload()
+        failures.append(candidate)
+    raise CheckpointError(
+      f'No checkpoint in {self._directory} can be read (tried steps {failures}); they were moved '
+      f'to {self._unreadable}. Start in a new workdir, or move them back to retry.'
+    )
 
   def close(self) -> None:
     """Waits for pending saves, then releases the manager."""

@@ -80,7 +80,7 @@ def main(argv):
   setup_logging()
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except train.InputError as e:  # Bad data or config: one line, not a traceback.
+  except (train.InputError, train.WorkdirError, FloatingPointError) as e:  # One line each.
     sys.exit(f'error: {e}')
 
 

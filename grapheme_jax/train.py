@@ -38,6 +38,22 @@ class InputError(ValueError):
   """Bad data or config: reported in one line by the CLI, before anything is compiled."""
 
 
+class WorkdirError(RuntimeError):
+  """The workdir cannot be written (a missing permission, a full disk): one line from the CLI."""
+
+
+def check_workdir(workdir: str) -> None:
+  """Creates ``workdir`` and writes a probe file there, so that a bad path fails before training."""
+  probe = os.path.join(workdir, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w', encoding='utf-8') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f'Cannot write to the workdir {workdir!r}: {e.strerror or e}.') from e
+
+
 @dataclasses.dataclass(frozen=True)
 class Examples:
   """A dataset with its gold edit labels, as dense numpy arrays (L = the largest budget length).
@@ -484,7 +500,7 @@ def train_and_evaluate(
   Training and evaluation run data-parallel on ``config.num_devices`` devices (``parallel``);
   only the first process of a multi-host run writes files other than checkpoints.
   """
-  os.makedirs(workdir, exist_ok=True)
+  check_workdir(workdir)
   try:
     if data is None:
       data = load_data(config)  # Validates the config first.
@@ -515,7 +531,10 @@ def train_and_evaluate(
   ckpt = checkpoints.Checkpointer(workdir)
   writer = metrics_lib.JsonlWriter(workdir, enabled=main_process)
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
+    try:
+      state = ckpt.restore(state)
+    except checkpoints.CheckpointError as e:
+      raise InputError(str(e)) from e
     writer.truncate_after(int(state.step))
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
   t0 = time.time()
@@ -527,12 +546,24 @@ def train_and_evaluate(
     metrics_config=config.metrics,
     mesh=mesh,
   )
-  try:  # Pending asynchronous checkpoint saves complete even if training fails.
+  try:
     state, final = _train_loop(
       config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex, mesh
     )
-  finally:
-    ckpt.close()
+    ckpt.close()  # Waits for the pending asynchronous saves.
+  except Exception as e:
+    try:  # Let earlier saves complete; a failing one must not hide the error that stopped us.
+      ckpt.close()
+    except Exception as close_error:  # noqa: BLE001
+      logging.warning('Finishing the pending checkpoint saves failed too: %s', close_error)
+    if isinstance(e, OSError):
+      raise WorkdirError(
+        f'Writing to {workdir} failed: {e.strerror or e}'
+        + (f' ({e.filename})' if e.filename else '')
+        + f'. The latest complete checkpoint is step {ckpt.latest_step()}; fix the workdir (e.g. '
+        'free disk space) and rerun the same command to resume from it.'
+      ) from e
+    raise
   results, preds = final if final is not None else evaluate_fn(state)
   results.update(step=int(state.step), train_seconds=time.time() - t0)
   if not main_process:
@@ -547,20 +578,48 @@ def train_and_evaluate(
 def _train_loop(
   config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex, mesh
 ):
-  """Trains from ``state.step`` to the end; returns the state and the last step's evaluation."""
+  """Trains from ``state.step`` to the end; returns the state and the last step's evaluation.
+
+  Every step's loss and gradient norm stay on the device until the next log, evaluation or
+  checkpoint, where they are checked all at once (no host sync per step). A non-finite one stops
+  the run before anything is evaluated or saved, so the latest checkpoint is the last finite state.
+  """
   schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
   spec = loss_spec(config)
   weights, step_rng = parallel.replicate((loss_weights(config), step_rng), mesh)
   t_log, s_log, final = time.time(), int(state.step), None
+  unchecked = []  # (step, loss, grad_norm) since the last check; values still on the device.
+
+  def check_finite(done: int) -> None:
+    values = parallel.to_host([(loss, norm) for _, loss, norm in unchecked])
+    bad = [s for (s, _, _), v in zip(unchecked, values) if not np.all(np.isfinite(v))]
+    first = unchecked[0][0] if unchecked else done
+    unchecked.clear()
+    if bad:
+      kept = ckpt.latest_step()
+      raise FloatingPointError(
+        f'Non-finite loss or gradient at step {bad[0]} ({len(bad)} of steps {first}-{done}); '
+        'training stopped before saving. '
+        + (
+          f'The latest checkpoint, step {kept}, is the last finite state.'
+          if kept is not None
+          else 'No checkpoint was written before it.'
+        )
+      )
+
   for step in range(int(state.step), config.num_train_steps):
     idx = schedule.indices(step)
     batch = parallel.shard_batch(make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]), mesh)
     state, step_metrics = train_step(state, batch, step_rng, weights, spec=spec)
     done, last = step + 1, step + 1 == config.num_train_steps
-    if done % config.log_every_steps == 0 or last:
+    unchecked.append((done, step_metrics['loss'], step_metrics['grad_norm']))
+    log = done % config.log_every_steps == 0 or last
+    evaluate_now = done % config.eval_every_steps == 0 or last
+    save = done % config.checkpoint_every_steps == 0 or last
+    if log or evaluate_now or save:
+      check_finite(done)
+    if log:
       scalars = {f'train/{k}': float(v) for k, v in parallel.to_host(step_metrics).items()}
-      if not np.isfinite(scalars['train/loss']):
-        raise FloatingPointError(f'Non-finite training loss between steps {s_log} and {done}.')
       now = time.time()
       scalars['train/steps_per_sec'] = rate = (done - s_log) / max(now - t_log, 1e-9)
       writer.write(done, scalars)
@@ -573,7 +632,7 @@ def _train_loop(
         (config.num_train_steps - done) / rate,
       )
       t_log, s_log = now, done
-    if done % config.eval_every_steps == 0 or last:
+    if evaluate_now:
       results, preds = evaluate_fn(state)
       writer.write(done, {f'eval/{k}': v for k, v in results.items()})
       logging.info(
@@ -581,6 +640,6 @@ def _train_loop(
       )
       _log_samples(eval_ex, preds, config.num_eval_samples)
       final = (results, preds) if last else None
-    if done % config.checkpoint_every_steps == 0 or last:
+    if save:
       ckpt.save(done, state)
   return state, final

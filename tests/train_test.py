@@ -1,5 +1,6 @@
 """Tests for labelling, batching, the train step, overfitting, and the end-to-end loop."""
 
+import errno
 import json
 import os
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from grapheme_jax import data, edits, graphs, models, train
+from grapheme_jax import checkpoints, data, edits, graphs, models, train
+from grapheme_jax import metrics as metrics_lib
 
 # Pairs that exercise every kind of edit: insertion before the first character, into an empty
 # input, deletion to empty, substitutions, several insertions in one slot, non-ASCII.
@@ -189,3 +191,85 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
   assert records('resumed') == records('straight')  # Bitwise-equal losses, no duplicate steps.
   drop_time = lambda r: {k: v for k, v in r.items() if k != 'train_seconds'}  # noqa: E731
   assert drop_time(resumed) == drop_time(straight)
+
+
+def test_non_finite_step_stops_before_saving_and_keeps_the_last_finite_checkpoint(
+  tmp_path, monkeypatch
+):
+  config = tiny_config()
+  config.log_every_steps, config.checkpoint_every_steps = 5, 3  # Saves between log steps.
+  real_step = train.train_step
+
+  def poisoned_step(state, *args, **kwargs):
+    state, metrics = real_step(state, *args, **kwargs)
+    if int(state.step) == 8:  # Step 8 turns every parameter into NaN, as a diverged update would.
+      state = state.replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
+    if int(state.step) >= 8:
+      metrics = dict(metrics, loss=metrics['loss'] * jnp.nan)
+    return state, metrics
+
+  monkeypatch.setattr(train, 'train_step', poisoned_step)
+  message = r'Non-finite loss or gradient at step 8 \(2 of steps 7-9\).*checkpoint, step 6, is'
+  with pytest.raises(FloatingPointError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']  # Step 9 was not saved.
+  model = models.create_model(config.model, len(json.loads((tmp_path / 'vocab.json').read_text())))
+  budget = graphs.Budget(config.batch_size, 16, config.model.skip_window)
+  state = train.create_train_state(jax.random.key(0), config, model, budget)
+  state = checkpoints.Checkpointer(str(tmp_path)).restore(state)
+  assert int(state.step) == 6
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+  assert _steps(str(tmp_path)) == [5]  # Only the finite log step reached the metrics.
+
+
+def _truncate_files(directory):
+  """Cuts every file under ``directory`` to half its size, as a crash or a full disk might."""
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def test_unreadable_latest_checkpoint_is_reported_moved_aside_and_the_previous_one_used(
+  tmp_path, caplog
+):
+  config = tiny_config()
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)  # Checkpoints 10 and 20.
+  _truncate_files(tmp_path / 'checkpoints' / '20')
+  config.num_train_steps = 30
+  with caplog.at_level('INFO'):
+    results = train.train_and_evaluate(config, workdir)
+  assert 'Checkpoint of step 20 cannot be read' in caplog.text
+  assert 'Resumed from the checkpoint of step 10.' in caplog.text
+  assert results['step'] == 30
+  assert os.listdir(tmp_path / 'checkpoints_unreadable') == ['20']  # Kept for inspection.
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['10', '20', '30']  # 20 saved anew.
+  assert _steps(workdir) == [5, 10, 10, 15, 20, 20, 25, 30, 30]  # No step twice, none lost.
+  for step in os.listdir(tmp_path / 'checkpoints'):  # Now every checkpoint is unreadable.
+    _truncate_files(tmp_path / 'checkpoints' / step)
+  config.num_train_steps = 40
+  with pytest.raises(train.InputError, match=r'No checkpoint in .* can be read .tried steps'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_unwritable_workdir_and_full_disk_are_one_clear_error(tmp_path, monkeypatch):
+  config = tiny_config()
+  (tmp_path / 'a_file').write_text('')
+  with pytest.raises(train.WorkdirError, match='Cannot write to the workdir .*a_file/run'):
+    train.train_and_evaluate(config, str(tmp_path / 'a_file' / 'run'))
+
+  real_write = metrics_lib.JsonlWriter.write
+
+  def write(self, step, scalars):
+    if step >= 15:
+      raise OSError(errno.ENOSPC, 'No space left on device', self.path)
+    real_write(self, step, scalars)
+
+  monkeypatch.setattr(metrics_lib.JsonlWriter, 'write', write)
+  message = (
+    r'No space left on device \(.*metrics.jsonl\). The latest complete checkpoint is step 10'
+  )
+  with pytest.raises(train.WorkdirError, match=message):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
