@@ -17,7 +17,7 @@ The network and the train step take the same batch in a per-graph layout, :class
 (:func:`to_dense`): every array is ``[graphs, ...]`` with each graph's nodes and edges in its own
 row and local node indices. A jraph batch's node axis concatenates graphs of data-dependent sizes,
 so it cannot be split across devices at graph boundaries; the dense layout shards on its leading
-axis like every other batch array (data parallelism, ``train.make_mesh``).
+axis like every other batch array (data parallelism, ``parallel.make_mesh``).
 """
 
 from __future__ import annotations
@@ -195,24 +195,18 @@ def to_dense(graphs: jraph.GraphsTuple, num_graphs: int, max_nodes: int, max_edg
   edge_graph, edge_slot = rows(n_edge)
   node_offset = (np.cumsum(n_node) - n_node)[edge_graph]
 
-  def dense(width, graph, slot, values):
+  def per_graph(values, width, graph, slot, offset=0):  # Real items into their rows.
     out = np.zeros((num_graphs, width), np.int32)
-    out[graph, slot] = values
+    out[graph, slot] = np.asarray(values)[: len(graph)] - offset
     return out
 
+  edge_rows = (max_edges, edge_graph, edge_slot)
   return DenseGraphs(
-    nodes=dense(max_nodes, node_graph, node_slot, np.asarray(graphs.nodes)[: len(node_graph)]),
+    nodes=per_graph(graphs.nodes, max_nodes, node_graph, node_slot),
     n_node=n_node,
-    edges=dense(max_edges, edge_graph, edge_slot, np.asarray(graphs.edges)[: len(edge_graph)]),
-    senders=dense(
-      max_edges, edge_graph, edge_slot, np.asarray(graphs.senders)[: len(edge_graph)] - node_offset
-    ),
-    receivers=dense(
-      max_edges,
-      edge_graph,
-      edge_slot,
-      np.asarray(graphs.receivers)[: len(edge_graph)] - node_offset,
-    ),
+    edges=per_graph(graphs.edges, *edge_rows),
+    senders=per_graph(graphs.senders, *edge_rows, node_offset),
+    receivers=per_graph(graphs.receivers, *edge_rows, node_offset),
     n_edge=n_edge,
   )
 

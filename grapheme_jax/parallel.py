@@ -6,8 +6,8 @@ across the mesh and :func:`replicate` copies the train state to every device, so
 the network and the loss on its share of the graphs, the gradient's sums over the batch become
 all-reduces, and every device applies the same update. The program is the one a single device
 runs: the losses' batch means stay global means, and dropout draws the same bits (jax's
-partitionable threefry), so a run's metrics do not depend on the number of devices (tested, 1 vs 8
-host devices). No ``pmap``.
+partitionable threefry), so a run's metrics do not depend on the number of devices (tested: 1
+device, 8 host devices, 2 processes of 4). No ``pmap``.
 
 Several hosts: with ``config.distributed.initialize`` the CLI calls
 :func:`initialize_distributed` first; every host then computes the same global batch (batches are

@@ -593,7 +593,7 @@ def _train_loop(
   def check_finite(done: int) -> None:
     values = parallel.to_host([(loss, norm) for _, loss, norm in unchecked])
     bad = [s for (s, _, _), v in zip(unchecked, values) if not np.all(np.isfinite(v))]
-    first = unchecked[0][0] if unchecked else done
+    first = unchecked[0][0]  # Called right after a step was appended: never empty.
     unchecked.clear()
     if bad:
       kept = ckpt.latest_step()
