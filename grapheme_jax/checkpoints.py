@@ -24,7 +24,14 @@ class Checkpointer:
     self._directory = directory
     self._unreadable = os.path.abspath(os.path.join(workdir, 'checkpoints_unreadable'))
     self._manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+      directory,
+      options=ocp.CheckpointManagerOptions(
+        # A save interrupted by a kill leaves a temporary directory; orbax never reads it as a
+        # checkpoint, and removes it here.
+        max_to_keep=max_to_keep,
+        create=True,
+        cleanup_tmp_directories=True,
+      ),
     )
 
   def latest_step(self) -> int | None:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from absl import logging
 
 from grapheme_jax import edits, ged, wl
 
@@ -68,9 +69,11 @@ def _check_same_length(predictions: Sequence[str], targets: Sequence[str]) -> No
 class JsonlWriter:
   """Appends one JSON object per call to ``workdir/metrics.jsonl``.
 
-  On resume, :meth:`truncate_after` drops records of steps later than the restored checkpoint, so
-  that the file never holds a step twice. With ``enabled=False`` (every process but the first of a
-  multi-host run) it writes nothing.
+  A run always starts with :meth:`truncate_after` at the step it starts from (0, or the restored
+  checkpoint's), which drops the records of later steps that a killed or crashed attempt wrote, so
+  the file never holds a step twice. A record is one ``write`` of one line; a final line without
+  its newline (the process was killed while writing it) is dropped there too. With
+  ``enabled=False`` (every process but the first of a multi-host run) it writes nothing.
   """
 
   def __init__(self, workdir: str, filename: str = 'metrics.jsonl', enabled: bool = True):
@@ -88,13 +91,29 @@ class JsonlWriter:
       f.write(json.dumps(record) + '\n')
 
   def read(self) -> list[dict]:
+    """The complete records; a malformed complete line is an error naming file and line."""
     if not os.path.exists(self.path):
       return []
     with open(self.path, encoding='utf-8') as f:
-      return [json.loads(line) for line in f if line.strip()]
+      lines = f.read().split('\n')
+    if lines[-1]:
+      logging.warning(
+        '%s: dropping an incomplete last line (%d characters).', self.path, len(lines[-1])
+      )
+    records = []
+    for number, line in enumerate(lines[:-1], start=1):
+      try:
+        record = json.loads(line)
+      except ValueError as e:
+        raise ValueError(f'{self.path}:{number}: not a JSON record ({e}).') from e
+      if not isinstance(record, dict) or not isinstance(record.get('step'), int):
+        raise ValueError(f'{self.path}:{number}: expected an object with an integer "step".')
+      records.append(record)
+    return records
 
   def truncate_after(self, step: int) -> None:
-    if not self.enabled:
+    """Keeps only the records of steps <= ``step``, rewriting the file atomically."""
+    if not self.enabled or not os.path.exists(self.path):
       return
     kept = [r for r in self.read() if r['step'] <= step]
     tmp = self.path + '.tmp'

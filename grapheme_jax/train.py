@@ -535,8 +535,12 @@ def train_and_evaluate(
       state = ckpt.restore(state)
     except checkpoints.CheckpointError as e:
       raise InputError(str(e)) from e
-    writer.truncate_after(int(state.step))
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
+  # Records of steps after the start point come from an attempt that was killed or crashed.
+  try:
+    writer.truncate_after(int(state.step))
+  except ValueError as e:
+    raise WorkdirError(f'{e} Repair or remove that line to resume.') from e
   t0 = time.time()
   evaluate_fn = functools.partial(
     evaluate,
@@ -569,9 +573,11 @@ def train_and_evaluate(
   if not main_process:
     return results
   _save_json(os.path.join(workdir, 'results.json'), results)
-  with open(os.path.join(workdir, 'predictions.jsonl'), 'w', encoding='utf-8') as f:
+  path = os.path.join(workdir, 'predictions.jsonl')
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
     for pair, pred in zip(eval_ex.pairs, preds):
       f.write(json.dumps({'input': pair.input, 'prediction': pred, 'target': pair.target}) + '\n')
+  os.replace(path + '.tmp', path)
   return results
 
 
