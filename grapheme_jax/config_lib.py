@@ -60,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.bucket_lengths = (16,)
   config.data.max_length = 32
   config.data.skip_overlong = False
+  # A malformed line of a JSONL file is an error naming file and line, or skipped (and counted in
+  # the log) when skip_malformed is set.
+  config.data.skip_malformed = False
   # How gold edit labels align the target to the input: 'levenshtein' (a minimum-edit DP
   # alignment) or 'positional' (target written left-aligned over the input; see edits.py).
   config.data.alignment = 'positional'

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 Fraction = fractions.Fraction
 
@@ -51,6 +52,9 @@ class Pair:
 
   input: str
   target: str
+  # Where the pair came from, 'FILE:LINE' for data files, so that errors can name it; not part of
+  # the pair's identity.
+  origin: str = dataclasses.field(default='', compare=False, repr=False)
 
   def __post_init__(self):
     # A non-string would only fail much later, deep inside graph construction.
@@ -437,20 +441,12 @@ def _reject_duplicate_keys(items: list[tuple[str, object]]) -> dict[str, object]
   return result
 
 
-def _decode(path: str, raw: bytes) -> str:
-  """Decodes strict UTF-8, reporting the line of the first bad byte."""
+def _parse_line(where: str, raw: bytes) -> Pair:
+  """Parses one JSONL line (bytes, without its newline) into a Pair; errors start with ``where``."""
   try:
-    text = raw.decode('utf-8')
+    line = raw.decode('utf-8')
   except UnicodeDecodeError as e:
-    line = raw.count(b'\n', 0, e.start) + 1
-    raise ValueError(f'{path}:{line}: invalid UTF-8 ({e.reason})') from e
-  # A BOM is encoding metadata (Windows editors add it), not part of the first input.
-  return text[1:] if text.startswith(_UTF8_BOM) else text
-
-
-def _parse_line(path: str, number: int, line: str) -> Pair:
-  """Parses one JSONL line into a Pair; errors name the file and line."""
-  where = f'{path}:{number}'
+    raise ValueError(f'{where}: invalid UTF-8 ({e.reason})') from e
   if not line.strip():
     raise ValueError(f'{where}: blank line')
   try:
@@ -468,36 +464,59 @@ def _parse_line(path: str, number: int, line: str) -> Pair:
       raise ValueError(
         f'{where}: field {field!r} must be a string, got {type(record[field]).__name__}'
       )
-  return Pair(record['input'], record['target'])
+  return Pair(record['input'], record['target'], origin=where)
 
 
-def load_jsonl(path: str) -> list[Pair]:
+def load_jsonl(path: str, skip_malformed: bool = False) -> list[Pair]:
   """Loads pairs from a JSON Lines file.
 
   Each line is a JSON object with string fields `input` and `target`; other fields are ignored.
   The file is strict UTF-8 with an optional leading BOM and an optional single final newline.
   String content is kept exactly, including NUL and lone surrogates written as JSON escapes
   (`"\\ud800"`). Lines are split on '\\n' only: JSON allows raw U+2028 and similar characters
-  inside strings, which `str.splitlines` would wrongly treat as line breaks.
+  inside strings, which `str.splitlines` would wrongly treat as line breaks. Each pair's `origin`
+  is `path:line`.
 
   Args:
     path: file to read.
+    skip_malformed: skip malformed lines (logging how many, and the first) instead of raising.
 
   Returns:
     The pairs in file order.
 
   Raises:
-    ValueError: naming the file (and line, where there is one) for invalid UTF-8, blank lines,
-      invalid JSON, duplicate keys, non-objects, missing or non-string fields, or an empty file.
+    ValueError: naming the file and line for invalid UTF-8, blank lines, invalid JSON, duplicate
+      keys, non-objects, missing or non-string fields (unless `skip_malformed`); naming the file if
+      it holds no pairs.
   """
   with open(path, 'rb') as f:
-    text = _decode(path, f.read())
-  if not text:
-    raise ValueError(f'{path}: file contains no pairs')
-  lines = text.split('\n')
-  if lines[-1] == '':
+    lines = f.read().split(b'\n')
+  # A BOM is encoding metadata (Windows editors add it), not part of the first input.
+  lines[0] = lines[0].removeprefix(_UTF8_BOM.encode('utf-8'))
+  if lines[-1] == b'':
     lines.pop()  # The final newline terminates the last line; it does not start a new one.
-  return [_parse_line(path, number, line) for number, line in enumerate(lines, start=1)]
+  pairs, skipped = [], []
+  for number, raw in enumerate(lines, start=1):
+    try:
+      pairs.append(_parse_line(f'{path}:{number}', raw))
+    except ValueError as e:
+      if not skip_malformed:
+        raise
+      skipped.append(str(e))
+  if skipped:
+    logging.warning(
+      'Skipped %d malformed line(s) of %d in %s (data.skip_malformed=True); the first: %s',
+      len(skipped),
+      len(lines),
+      path,
+      skipped[0][:300],
+    )
+  if not pairs:
+    raise ValueError(
+      f'{path}: file contains no pairs'
+      + (f' ({len(skipped)} malformed lines skipped)' if skipped else '')
+    )
+  return pairs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -537,7 +556,8 @@ def get_datasets(config: ml_collections.ConfigDict, seed: int) -> tuple[list[Pai
         'data.eval_path is required for data.name="jsonl" (we do not silently '
         'evaluate on training data)'
       )
-    return load_jsonl(config.train_path), load_jsonl(config.eval_path)
+    skip = config.get('skip_malformed', False)
+    return load_jsonl(config.train_path, skip), load_jsonl(config.eval_path, skip)
   raise ValueError(f'unknown data.name {name!r}; valid names are {", ".join(DATASET_NAMES)}')
 
 

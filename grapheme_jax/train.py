@@ -93,6 +93,11 @@ def to_vocab_ids(codes: np.ndarray, vocab: np.ndarray) -> np.ndarray:
   return np.where((vocab[idx] == codes) & (codes >= 0), idx, IGNORE).astype(np.int32)
 
 
+def _example_name(split: str, index: int, pair: data_lib.Pair) -> str:
+  """'train example 3', with the file and line it came from where there is one."""
+  return f'{split} example {index}' + (f' ({pair.origin})' if pair.origin else '')
+
+
 def filter_overlong(
   pairs: Sequence[data_lib.Pair], max_length: int, skip: bool, split: str
 ) -> list[data_lib.Pair]:
@@ -104,18 +109,18 @@ def filter_overlong(
     )
     if not skip:
       raise ValueError(
-        f'{split} example {i} does not fit data.max_length={max_length} (input has '
+        f'{_example_name(split, i, bad)} does not fit data.max_length={max_length} (input has '
         f'{len(bad.input)} characters, target {len(bad.target)}): {bad.input[:60]!r} -> '
         f'{bad.target[:60]!r}. Raise --config.data.max_length, or set '
         f'--config.data.skip_overlong=True to skip such examples.'
       )
     logging.warning(
-      'Skipped %d of %d %s examples longer than data.max_length=%d (first: #%d).',
+      'Skipped %d of %d %s examples longer than data.max_length=%d (the first: %s).',
       len(pairs) - len(kept),
       len(pairs),
       split,
       max_length,
-      i,
+      _example_name(split, i, bad),
     )
   return kept
 
@@ -146,8 +151,8 @@ def make_examples(
   if len(over):
     i, slot = over[0]
     raise ValueError(
-      f'{split} example {i} needs {ins_count[i, slot]} characters inserted in one slot, more '
-      f'than model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> '
+      f'{_example_name(split, i, pairs[i])} needs {ins_count[i, slot]} characters inserted in '
+      f'one slot, more than model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> '
       f'{pairs[i].target[:60]!r}. Raise --config.model.max_insertions.'
     )
   ins_ids = to_vocab_ids(ins_chars, vocab)
@@ -454,9 +459,10 @@ def evaluate(
 
 
 def _save_json(path: str, obj: Any) -> None:
+  """Writes atomically; ASCII escapes keep every string, lone surrogates too (UTF-8 cannot)."""
   tmp = path + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(obj, f, indent=2, ensure_ascii=False)
+    json.dump(obj, f, indent=2)
   os.replace(tmp, path)
 
 

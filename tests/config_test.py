@@ -93,7 +93,11 @@ def test_cli_bad_value_is_one_line(tmp_path):
 
 
 def test_cli_trains_on_jsonl_files(tmp_path):
-  pairs = [{'input': 'abc', 'target': 'abd'}, {'input': 'é\u0000', 'target': ''}]
+  pairs = [
+    {'input': 'abc', 'target': 'abd'},
+    {'input': 'é\u0000', 'target': ''},
+    {'input': 'x\ud800', 'target': '\ud800y'},  # A lone surrogate, as JSON can carry it.
+  ]
   for name in ('train', 'eval'):
     with open(tmp_path / f'{name}.jsonl', 'w', encoding='utf-8') as f:
       f.writelines(json.dumps(p) + '\n' for p in pairs)
@@ -126,4 +130,6 @@ def test_cli_trains_on_jsonl_files(tmp_path):
   with open(workdir / 'results.json') as f:
     assert json.load(f)['step'] == 3
   with open(workdir / 'vocab.json', encoding='utf-8') as f:
-    assert json.load(f) == ['a', 'b', 'd']
+    assert json.load(f) == ['a', 'b', 'd', 'y', '\ud800']
+  with open(workdir / 'predictions.jsonl', encoding='utf-8') as f:
+    assert [json.loads(line)['target'] for line in f] == [p['target'] for p in pairs]

@@ -7,6 +7,7 @@ exact rational evaluation for numeric levels, finite differences for derivatives
 import decimal
 import fractions
 import json
+import logging
 import math
 import re
 
@@ -14,6 +15,7 @@ import ml_collections
 import pytest
 
 from grapheme_jax import data
+from grapheme_jax import train as train_lib
 
 Fraction = fractions.Fraction
 ALL_LEVELS = tuple(range(1, 8))
@@ -561,3 +563,43 @@ def test_get_datasets_accepts_a_typed_none_field_reference():
   config.max_per_level = 5
   train, evaluation = data.get_datasets(config, seed=0)
   assert (len(train), len(evaluation)) == (8, 2)
+
+
+def test_jsonl_pairs_remember_file_and_line(tmp_path):
+  path = _write(tmp_path, '\ufeff' + GOOD + '\n' + '{"input": "c", "target": "d"}\n')
+  assert [p.origin for p in data.load_jsonl(path)] == [f'{path}:1', f'{path}:2']
+  assert data.Pair('a', 'b', origin='x:1') == data.Pair('a', 'b')  # Not part of the identity.
+
+
+def test_jsonl_malformed_lines_are_skipped_by_config_and_counted(tmp_path, caplog):
+  lines = [
+    GOOD,
+    '{"input": "a"',
+    '',
+    '{"input": 1, "target": "b"}',
+    '[]',
+    '{"input": "c", "target": ""}',
+  ]
+  path = _write(tmp_path, '\n'.join(lines) + '\n')
+  with pytest.raises(ValueError, match=re.escape(f'{path}:2: invalid JSON')):
+    data.get_datasets(_config(name='jsonl', train_path=path, eval_path=path), seed=0)
+  config = _config(name='jsonl', train_path=path, eval_path=path, skip_malformed=True)
+  with caplog.at_level(logging.WARNING):
+    pairs, _ = data.get_datasets(config, seed=0)
+  assert pairs == [data.Pair('a', 'b'), data.Pair('c', '')]
+  assert [p.origin for p in pairs] == [f'{path}:1', f'{path}:6']
+  assert f'Skipped 4 malformed line(s) of 6 in {path}' in caplog.text
+  assert f'{path}:2: invalid JSON' in caplog.text
+  bad = _write(tmp_path, '[]\n{}\n', 'bad.jsonl')
+  with pytest.raises(ValueError, match=re.escape(f'{bad}: file contains no pairs (2 malformed')):
+    data.load_jsonl(bad, skip_malformed=True)
+
+
+def test_jsonl_huge_line_loads_exactly_and_is_named_by_the_length_check(tmp_path):
+  huge = 'x' * 2_000_000
+  path = _write(tmp_path, GOOD + '\n' + json.dumps({'input': huge, 'target': 'y'}) + '\n')
+  pairs = data.load_jsonl(path)
+  assert pairs[1].input == huge
+  with pytest.raises(ValueError, match=re.escape(f'train example 1 ({path}:2) does not fit')):
+    train_lib.filter_overlong(pairs, 32, skip=False, split='train')
+  assert train_lib.filter_overlong(pairs, 32, skip=True, split='train') == pairs[:1]
