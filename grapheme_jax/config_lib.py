@@ -7,6 +7,10 @@ that every key exists in every config and ``--config.x.y=v`` overrides work the 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import ml_collections
 
 LOSS_MODES = ('cross_entropy', 'structural', 'hybrid')
@@ -131,60 +135,148 @@ def _check(cond: bool, message: str) -> None:
     raise ValueError(f'Invalid config: {message}')
 
 
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: _is_int(v) and v >= low), f'an integer >= {low}'
+
+
+def _real(test: Callable[[float], bool], what: str) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: _is_real(v) and test(v)), f'a finite number {what}'
+
+
+def _one_of(choices: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: v in choices), f'one of {tuple(choices)}'
+
+
+_BOOL = (lambda v: isinstance(v, bool)), 'True or False'
+_STR = (lambda v: isinstance(v, str)), 'a string'
+_POSITIVE_INT = _int_at_least(1)
+_NON_NEGATIVE = _real(lambda v: v >= 0, '>= 0')
+_ALL_OR_COUNT = (lambda v: _is_int(v) and (v == -1 or v >= 1)), '-1 or an integer >= 1'
+
+# What each key must hold, checked in this order. Every key of base_config() has a rule
+# (config_test checks this), so a new key cannot be added without deciding what is valid.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+  'seed': _int_at_least(0),
+  'num_train_steps': _POSITIVE_INT,
+  'batch_size': _POSITIVE_INT,
+  'log_every_steps': _POSITIVE_INT,
+  'eval_every_steps': _POSITIVE_INT,
+  'checkpoint_every_steps': _POSITIVE_INT,
+  'num_eval_samples': _int_at_least(0),
+  'num_devices': _ALL_OR_COUNT,
+  'distributed.initialize': _BOOL,
+  'distributed.coordinator_address': _STR,
+  'distributed.num_processes': _ALL_OR_COUNT,
+  'distributed.process_id': _int_at_least(-1),
+  'data.name': _one_of(DATA_NAMES),
+  'data.levels': (
+    lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(x) for x in v),
+    'a non-empty sequence of integer levels',
+  ),
+  'data.eval_fraction': _real(lambda v: 0 < v < 1, 'in (0, 1)'),
+  'data.max_per_level': ((lambda v: v is None or (_is_int(v) and v >= 1)), 'None or >= 1'),
+  'data.train_path': _STR,
+  'data.eval_path': _STR,
+  'data.bucket_lengths': (
+    lambda v: isinstance(v, (tuple, list)) and all(_is_int(x) and x >= 1 for x in v),
+    'a sequence of integers >= 1',
+  ),
+  'data.max_length': _POSITIVE_INT,
+  'data.skip_overlong': _BOOL,
+  'data.skip_malformed': _BOOL,
+  'data.alignment': _one_of(ALIGNMENTS),
+  'model.skip_window': _POSITIVE_INT,
+  'model.embed_dim': _POSITIVE_INT,
+  'model.hidden_dim': _POSITIVE_INT,
+  'model.num_layers': _POSITIVE_INT,
+  'model.num_heads': _POSITIVE_INT,
+  'model.mlp_ratio': _POSITIVE_INT,
+  'model.max_relative_offset': _POSITIVE_INT,
+  'model.message_passing': _BOOL,
+  'model.attention': _BOOL,
+  'model.dropout_rate': _real(lambda v: 0 <= v < 1, 'in [0, 1)'),
+  'model.codepoint_buckets': _POSITIVE_INT,
+  'model.max_insertions': _POSITIVE_INT,
+  'optimizer.learning_rate': _real(lambda v: v > 0, '> 0'),
+  'optimizer.warmup_steps': _int_at_least(0),
+  'optimizer.end_learning_rate_factor': _NON_NEGATIVE,
+  'optimizer.b1': _real(lambda v: 0 <= v < 1, 'in [0, 1)'),
+  'optimizer.b2': _real(lambda v: 0 <= v < 1, 'in [0, 1)'),
+  'optimizer.eps': _real(lambda v: v > 0, '> 0'),
+  'optimizer.weight_decay': _NON_NEGATIVE,
+  'optimizer.grad_clip_norm': _real(lambda v: v > 0, '> 0'),
+  'metrics.wl_iterations': _int_at_least(0),
+  'metrics.ged_costs.node_sub': _NON_NEGATIVE,
+  'metrics.ged_costs.node_ins': _NON_NEGATIVE,
+  'metrics.ged_costs.node_del': _NON_NEGATIVE,
+  'metrics.ged_costs.edge_ins': _NON_NEGATIVE,
+  'metrics.ged_costs.edge_del': _NON_NEGATIVE,
+  'loss.mode': _one_of(LOSS_MODES),
+  'loss.alpha': _NON_NEGATIVE,
+  'loss.beta': _NON_NEGATIVE,
+  'loss.gamma': _NON_NEGATIVE,
+  'loss.temperature': _real(lambda v: v > 0, '> 0'),
+  'loss.sinkhorn_iterations': _POSITIVE_INT,
+  'loss.fgw_iterations': _POSITIVE_INT,
+  'loss.node_cost': _one_of(NODE_COSTS),
+  'loss.differentiate_plan': _BOOL,
+  'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
+}
+
+
+def leaf_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  """The dotted names of every value in ``config`` that is not itself a section."""
+  keys = []
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      keys.extend(leaf_keys(value, f'{prefix}{key}.'))
+    else:
+      keys.append(prefix + key)
+  return keys
+
+
+def _get(config: ml_collections.ConfigDict, key: str):
+  for part in key.split('.'):
+    config = config[part]
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ``ValueError`` with a one-line message naming the first bad key."""
-  _check(
-    config.loss.mode in LOSS_MODES, f'loss.mode={config.loss.mode!r}, expected one of {LOSS_MODES}.'
-  )
-  for key in ('alpha', 'beta', 'gamma'):
-    _check(config.loss[key] >= 0, f'loss.{key}={config.loss[key]} must be >= 0.')
-  _check(config.loss.temperature > 0, f'loss.temperature={config.loss.temperature} must be > 0.')
-  for key in ('sinkhorn_iterations', 'fgw_iterations'):
-    value = config.loss[key]
-    _check(isinstance(value, int) and value >= 1, f'loss.{key}={value!r} must be >= 1.')
-  _check(
-    config.loss.node_cost in NODE_COSTS,
-    f'loss.node_cost={config.loss.node_cost!r}, expected one of {NODE_COSTS}.',
-  )
-  _check(
-    isinstance(config.loss.differentiate_plan, bool),
-    f'loss.differentiate_plan={config.loss.differentiate_plan!r} must be True or False.',
-  )
-  _check(
-    0.0 <= config.loss.hybrid_lambda <= 1.0,
-    f'loss.hybrid_lambda={config.loss.hybrid_lambda} must be in [0, 1].',
-  )
-  _check(
-    config.data.name in DATA_NAMES, f'data.name={config.data.name!r}, expected one of {DATA_NAMES}.'
-  )
-  _check(
-    config.data.alignment in ALIGNMENTS,
-    f'data.alignment={config.data.alignment!r}, expected one of {ALIGNMENTS}.',
-  )
-  for key in (
-    'num_train_steps',
-    'batch_size',
-    'log_every_steps',
-    'eval_every_steps',
-    'checkpoint_every_steps',
-  ):
-    value = config[key]
-    _check(isinstance(value, int) and value >= 1, f'{key}={value!r} must be >= 1.')
-  _check(
-    isinstance(config.num_devices, int) and (config.num_devices == -1 or config.num_devices >= 1),
-    f'num_devices={config.num_devices!r} must be -1 (all devices) or >= 1.',
-  )
+  """Raises ``ValueError`` with a one-line message naming the first bad key.
+
+  Checks that the config has exactly the keys of :func:`base_config` (a key a config file adds is
+  a typo that would otherwise be ignored), each value against :data:`RULES`, then the constraints
+  between keys.
+  """
+  keys, expected = leaf_keys(config), set(RULES)
+  unknown = [k for k in keys if k not in expected]
+  _check(not unknown, f'unknown key {unknown[0] if unknown else ""!r}; see config_lib.base_config.')
+  missing = sorted(expected - set(keys))
+  _check(not missing, f'missing key {missing[0] if missing else ""!r}; start from base_config().')
+  for key, (test, requirement) in RULES.items():
+    value = _get(config, key)
+    _check(test(value), f'{key}={value!r} must be {requirement}.')
   _check(
     config.num_devices == -1 or config.batch_size % config.num_devices == 0,
     f'batch_size={config.batch_size} is not a multiple of num_devices={config.num_devices}.',
   )
-  _check(config.data.max_length >= 1, f'data.max_length={config.data.max_length} must be >= 1.')
   _check(
-    0.0 < config.data.eval_fraction < 1.0,
-    f'data.eval_fraction={config.data.eval_fraction} must be in (0, 1).',
+    config.optimizer.warmup_steps < config.num_train_steps,
+    f'optimizer.warmup_steps={config.optimizer.warmup_steps} must be < num_train_steps='
+    f'{config.num_train_steps}.',
   )
   _check(
-    config.model.skip_window >= 1, f'model.skip_window={config.model.skip_window} must be >= 1.'
+    all(b <= config.data.max_length for b in config.data.bucket_lengths),
+    f'data.bucket_lengths={tuple(config.data.bucket_lengths)} must not exceed '
+    f'data.max_length={config.data.max_length}, the largest budget.',
   )
   _check(
     config.model.message_passing or config.model.attention,
@@ -195,30 +287,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     f'model.hidden_dim={config.model.hidden_dim} is not divisible by '
     f'model.num_heads={config.model.num_heads}.',
   )
-  _check(
-    config.model.max_insertions >= 1,
-    f'model.max_insertions={config.model.max_insertions} must be >= 1.',
-  )
-  _check(
-    0.0 <= config.model.dropout_rate < 1.0,
-    f'model.dropout_rate={config.model.dropout_rate} must be in [0, 1).',
-  )
-  _check(
-    config.metrics.wl_iterations >= 0,
-    f'metrics.wl_iterations={config.metrics.wl_iterations} must be >= 0.',
-  )
-  for key, value in config.metrics.ged_costs.items():
-    _check(value >= 0, f'metrics.ged_costs.{key}={value} must be >= 0.')
-  _check(
-    config.optimizer.learning_rate > 0,
-    f'optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.',
-  )
-  _check(
-    0 <= config.optimizer.warmup_steps < config.num_train_steps,
-    f'optimizer.warmup_steps={config.optimizer.warmup_steps} must be in [0, num_train_steps='
-    f'{config.num_train_steps}).',
-  )
-  _check(
-    config.optimizer.weight_decay >= 0,
-    f'optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0.',
-  )
+  if config.data.name == 'jsonl':
+    for key in ('train_path', 'eval_path'):
+      _check(
+        bool(config.data[key]),
+        f'data.{key} is required for data.name="jsonl" (evaluation never silently falls back '
+        'to the training data).',
+      )

@@ -15,7 +15,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from grapheme_jax import parallel, train
+from grapheme_jax import config_lib, parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
@@ -73,7 +73,8 @@ def main(argv):
   try:
     config = FLAGS.config
     config.keys()  # A config file that failed to load raises on first attribute access.
-  except OSError as e:
+    config_lib.validate(config)  # Before anything, the distributed set-up included, uses it.
+  except (OSError, ValueError) as e:
     sys.exit('error: ' + ' '.join(str(e).split()))
   parallel.initialize_distributed(config)  # Before anything else touches jax's devices.
   enable_compilation_cache()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from grapheme_jax import config_lib
@@ -37,15 +38,64 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('loss.hybrid_lambda', 1.5, 'loss.hybrid_lambda'),
     ('loss.node_cost', 'l2', 'loss.node_cost'),
     ('loss.hybrid_lambda', -0.1, 'loss.hybrid_lambda'),
+    ('loss.temperature', float('nan'), 'loss.temperature'),
+    ('loss.alpha', float('inf'), 'loss.alpha'),
+    ('loss.sinkhorn_iterations', 2.5, 'loss.sinkhorn_iterations'),
+    ('batch_size', True, 'batch_size'),
+    ('model.attention', 1, 'model.attention'),
+    ('data.bucket_lengths', (16, 64), 'data.bucket_lengths'),
+    ('data.bucket_lengths', (0,), 'data.bucket_lengths'),
+    ('data.name', 'jsonl', 'data.train_path is required'),
+    ('seed', -1, 'seed'),
+    ('optimizer.b2', 1.0, 'optimizer.b2'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):
-  config = config_lib.base_config()
-  section, _, name = key.rpartition('.')
-  (config[section] if section else config)[name] = value
   with pytest.raises(ValueError, match=message) as info:
-    config_lib.validate(config)
+    config_lib.validate(_with(key, value))
   assert '\n' not in str(info.value)
+
+
+def _with(key, value):
+  """base_config() with ``key`` set to ``value`` as a config file could: any type goes."""
+  fields = config_lib.base_config().to_dict()
+  *sections, name = key.split('.')
+  section = fields
+  for part in sections:
+    section = section[part]
+  section[name] = value
+  return ml_collections.ConfigDict(fields)
+
+
+# Values that break some rule of every key: each key must reject at least one of them.
+CANDIDATES = (None, 'nope', 2.5, -1, 0, float('nan'), float('inf'), True, (), (0,))
+
+
+@pytest.mark.parametrize('key', config_lib.leaf_keys(config_lib.base_config()))
+def test_every_key_has_a_rule_that_is_enforced(key):
+  assert key in config_lib.RULES
+  config_lib.validate(_with(key, config_lib._get(config_lib.base_config(), key)))
+  rejected = []
+  for value in CANDIDATES:
+    try:
+      config_lib.validate(_with(key, value))
+    except ValueError as e:
+      assert str(e).startswith(f'Invalid config: {key}='), e
+      rejected.append(value)
+  assert rejected, f'{key} accepts every one of {CANDIDATES}'
+
+
+def test_keys_a_config_file_adds_or_drops_are_errors():
+  config = config_lib.base_config()
+  with config.unlocked():
+    config.loss.alpah = 1.0  # A typo in a config file would otherwise be silently ignored.
+  with pytest.raises(ValueError, match="unknown key 'loss.alpah'"):
+    config_lib.validate(config)
+  fields = config_lib.base_config().to_dict()
+  del fields['loss']['gamma']
+  with pytest.raises(ValueError, match="missing key 'loss.gamma'"):
+    config_lib.validate(ml_collections.ConfigDict(fields))
+  assert set(config_lib.RULES) == set(config_lib.leaf_keys(config_lib.base_config()))
 
 
 @pytest.mark.parametrize('name', ['cross_entropy', 'structural', 'hybrid'])
