@@ -135,6 +135,11 @@ def make_examples(
   chunk: int = 1024,
 ) -> Examples:
   """Labels every pair (``alignment``: 'levenshtein' DP or 'positional') as vocabulary ids."""
+  if len(vocab) == 0:
+    raise ValueError(
+      f'The output vocabulary is empty: every training target is the empty string, so there is '
+      f'no character to write ({split} data). Add examples with non-empty targets.'
+    )
   if alignment == 'levenshtein':
     label_fn = edits.edit_labels
   elif alignment == 'positional':
