@@ -16,6 +16,23 @@ class CheckpointError(RuntimeError):
   """No checkpoint of the workdir can be read back."""
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written; the message carries orbax's or tensorstore's error."""
+
+
+def _write_error(error: Exception, what: str) -> OSError:
+  """An ``OSError`` as is (it names errno and file); anything else as a ``CheckpointWriteError``.
+
+  tensorstore reports a failed array write (a full disk included) as a ``ValueError``, orbax its
+  own failures in several types: the caller should not need to know them all.
+  """
+  if isinstance(error, OSError):
+    return error
+  return CheckpointWriteError(
+    f'{what}: {type(error).__name__}: {" ".join(str(error).split())[:400]}'
+  )
+
+
 class Checkpointer:
   """Saves and restores pytrees under ``workdir/checkpoints``, keeping the last ``max_to_keep``."""
 
@@ -38,9 +55,15 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any) -> None:
-    """Starts an asynchronous save of ``state`` at ``step`` (no-op if that step exists)."""
-    if step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(state))
+    """Starts an asynchronous save of ``state`` at ``step`` (no-op if that step exists).
+
+    Waits for the previous save first; a failure of either raises an ``OSError``.
+    """
+    try:
+      if step not in self._manager.all_steps():
+        self._manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:  # noqa: BLE001 - see _write_error.
+      raise _write_error(e, f'Saving the checkpoint of step {step} failed') from e
 
   def restore(self, state: Any, step: int | None = None) -> Any:
     """Restores into the structure, shapes and shardings of ``state`` (abstract is fine).
@@ -79,6 +102,9 @@ class Checkpointer:
     )
 
   def close(self) -> None:
-    """Waits for pending saves, then releases the manager."""
-    self._manager.wait_until_finished()
+    """Waits for pending saves (a failed one raises an ``OSError``), then releases the manager."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - see _write_error.
+      raise _write_error(e, 'Finishing a checkpoint save failed') from e
     self._manager.close()

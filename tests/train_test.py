@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tiny_config
+from etils import epath
 
 from grapheme_jax import checkpoints, data, edits, graphs, models, train
 from grapheme_jax import metrics as metrics_lib
@@ -273,3 +274,35 @@ def test_unwritable_workdir_and_full_disk_are_one_clear_error(tmp_path, monkeypa
   )
   with pytest.raises(train.WorkdirError, match=message):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+@pytest.mark.parametrize(
+  'error',
+  [
+    OSError(errno.ENOSPC, 'No space left on device'),
+    # How tensorstore reports a failed array write.
+    ValueError('Error writing local file "d/x": [OS error: No space left on device]'),
+  ],
+)
+# orbax leaves the coroutines of the failed save unawaited; that is its cleanup, not ours.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_a_checkpoint_save_failing_inside_orbax_is_one_clear_error(tmp_path, monkeypatch, error):
+  # orbax writes each checkpoint's metadata through etils.epath in its background thread; make
+  # the save of step 20 fail there, deep inside orbax.
+  path_class = type(epath.Path(str(tmp_path)))
+  real_write_text = path_class.write_text
+
+  def write_text(self, *args, **kwargs):
+    if f'{os.sep}20.' in str(self):
+      raise error
+    return real_write_text(self, *args, **kwargs)
+
+  monkeypatch.setattr(path_class, 'write_text', write_text)
+  config = tiny_config()
+  config.num_train_steps = 30
+  with pytest.raises(train.WorkdirError) as info:
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  message = str(info.value)
+  assert 'No space left on device' in message and '\n' not in message
+  assert 'The latest complete checkpoint is step 10' in message
+  assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints'))[0] == '10'
