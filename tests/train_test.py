@@ -2,6 +2,7 @@
 
 import errno
 import json
+import logging
 import os
 
 import chex
@@ -54,11 +55,13 @@ def test_too_many_insertions_is_an_error_naming_the_example():
     _examples([data.Pair('a', 'a'), data.Pair('a', 'abcdefghij')])
 
 
-def test_overlong_examples_error_or_are_skipped_and_counted():
-  pairs = [data.Pair('abc', 'd'), data.Pair('x' * 9, 'y')]
+def test_overlong_examples_error_or_are_skipped_and_counted(caplog):
+  pairs = [data.Pair('abc', 'd'), data.Pair('x' * 9, 'y'), data.Pair('z', 'y' * 10)]
   with pytest.raises(ValueError, match=r'train example 1 does not fit data.max_length=8'):
     train.filter_overlong(pairs, 8, skip=False, split='train')
-  assert train.filter_overlong(pairs, 8, skip=True, split='train') == pairs[:1]
+  with caplog.at_level(logging.WARNING):
+    assert train.filter_overlong(pairs, 8, skip=True, split='train') == pairs[:1]
+  assert 'Skipped 2 of 3 train examples longer than data.max_length=8' in caplog.text
 
 
 def test_buckets_are_the_smallest_that_fit():
@@ -306,3 +309,34 @@ def test_a_checkpoint_save_failing_inside_orbax_is_one_clear_error(tmp_path, mon
   assert 'No space left on device' in message and '\n' not in message
   assert 'The latest complete checkpoint is step 10' in message
   assert sorted(os.listdir(tmp_path / 'run' / 'checkpoints'))[0] == '10'
+
+
+@pytest.mark.parametrize(
+  'train_lines, message',
+  [
+    ([], r'train\.jsonl: file contains no pairs'),
+    (['{"input": "abc", "target": "x"}'], r'train example 0 \(.*train\.jsonl:1\) does not fit'),
+  ],
+)
+def test_bad_or_empty_data_stops_before_anything_is_compiled(
+  tmp_path, monkeypatch, train_lines, message
+):
+  def compiled(*args, **kwargs):
+    raise AssertionError('labelling or the model started before the data error was raised')
+
+  monkeypatch.setattr(train, 'make_examples', compiled)
+  monkeypatch.setattr(models, 'create_model', compiled)
+  (tmp_path / 'train.jsonl').write_text(''.join(line + '\n' for line in train_lines))
+  (tmp_path / 'eval.jsonl').write_text('{"input": "a", "target": "b"}\n')
+  config = tiny_config()
+  config.data.name = 'jsonl'
+  config.data.train_path = str(tmp_path / 'train.jsonl')
+  config.data.eval_path = str(tmp_path / 'eval.jsonl')
+  config.data.max_length = 2
+  config.data.bucket_lengths = ()
+  with pytest.raises(train.InputError, match=message):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  config.data.skip_overlong = True  # Skipping every example leaves nothing to train on.
+  if train_lines:
+    with pytest.raises(train.InputError, match='Empty dataset after filtering: 0 train'):
+      train.train_and_evaluate(config, str(tmp_path / 'run'))
