@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
@@ -31,6 +33,33 @@ def _write_error(error: Exception, what: str) -> OSError:
   return CheckpointWriteError(
     f'{what}: {type(error).__name__}: {" ".join(str(error).split())[:400]}'
   )
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint read back, but its arrays do not hash to the digest saved with them."""
+
+
+# Item names inside each step directory. Checkpoints written before digests existed hold the
+# state alone, under orbax's default item name.
+_STATE, _DIGEST, _LEGACY = 'state', 'digest', 'default'
+
+
+def state_digest(tree: Any) -> str:
+  """SHA-256 over every leaf's path, dtype, shape and bytes (fully replicated or local arrays).
+
+  orbax stores arrays without checksums: a flipped bit in a data file restores silently as a
+  different number. The digest saved with each checkpoint turns that into a detected corruption.
+  """
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      if not leaf.is_fully_replicated:
+        raise ValueError(f'cannot digest {jax.tree_util.keystr(path)}: sharded across hosts')
+      leaf = leaf.addressable_data(0)
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f'{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|'.encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 class Checkpointer:
@@ -61,25 +90,30 @@ class Checkpointer:
     """
     try:
       if step not in self._manager.all_steps():
-        self._manager.save(step, args=ocp.args.StandardSave(state))
+        items = {
+          _STATE: ocp.args.StandardSave(state),
+          _DIGEST: ocp.args.JsonSave({'sha256': state_digest(state)}),
+        }
+        self._manager.save(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001 - see _write_error.
       raise _write_error(e, f'Saving the checkpoint of step {step} failed') from e
 
   def restore(self, state: Any, step: int | None = None) -> Any:
     """Restores into the structure, shapes and shardings of ``state`` (abstract is fine).
 
-    Without ``step``: the latest checkpoint that reads back. One that does not (truncated or
+    The restored arrays must hash to the digest saved with them (``state_digest``). Without
+    ``step``: the latest checkpoint that reads back intact. One that does not (truncated or
     corrupted files) is reported, moved to ``workdir/checkpoints_unreadable/STEP`` (kept for
     inspection, and out of the way of a new save at that step) and the previous one is tried.
     Raises ``CheckpointError`` if none can be read.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     if step is not None:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      return self._restore(step, abstract)
     failures = []
     for candidate in sorted(self._manager.all_steps(), reverse=True):
       try:
-        return self._manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
+        return self._restore(candidate, abstract)
       except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types here.
         moved = os.path.join(self._unreadable, str(candidate))
         logging.warning(
@@ -100,6 +134,20 @@ class Checkpointer:
       f'No checkpoint in {self._directory} can be read (tried steps {failures}); they were moved '
       f'to {self._unreadable}. Start in a new workdir, or move them back to retry.'
     )
+
+  def _restore(self, step: int, abstract: Any) -> Any:
+    if os.path.isdir(os.path.join(self._directory, str(step), _LEGACY)):
+      logging.warning('Checkpoint of step %d predates digests: restored unverified.', step)
+      with ocp.StandardCheckpointer() as legacy:
+        return legacy.restore(os.path.join(self._directory, str(step), _LEGACY), abstract)
+    items = {_STATE: ocp.args.StandardRestore(abstract), _DIGEST: ocp.args.JsonRestore()}
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    saved = (restored[_DIGEST] or {}).get('sha256')
+    if saved != state_digest(restored[_STATE]):
+      raise CorruptCheckpointError(
+        f'the arrays of step {step} do not match the digest saved with them (saved {saved})'
+      )
+    return restored[_STATE]
 
   def close(self) -> None:
     """Waits for pending saves (a failed one raises an ``OSError``), then releases the manager."""

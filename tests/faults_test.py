@@ -91,7 +91,7 @@ def _read(workdir):
   """Final checkpoint (as numpy), metrics records, results and predictions of a run."""
   steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')))
   state = ocp.StandardCheckpointer().restore(
-    os.path.join(workdir, 'checkpoints', str(steps[-1]), 'default')
+    os.path.join(workdir, 'checkpoints', str(steps[-1]), 'state')
   )
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     records = [json.loads(line) for line in f]
