@@ -79,9 +79,9 @@ def main(argv):
   parallel.initialize_distributed(config)  # Before anything else touches jax's devices.
   enable_compilation_cache()
   setup_logging()
-  try:
+  try:  # Each of these is one line, without a traceback.
     train.train_and_evaluate(config, FLAGS.workdir)
-  except (train.InputError, train.WorkdirError, FloatingPointError) as e:  # One line each.
+  except (train.InputError, train.WorkdirError, FloatingPointError, train.Interrupted) as e:
     sys.exit(f'error: {e}')
 
 

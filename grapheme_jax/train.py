@@ -42,6 +42,10 @@ class WorkdirError(RuntimeError):
   """The workdir cannot be written (a missing permission, a full disk): one line from the CLI."""
 
 
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during training, after the pending checkpoint saves finished: one line from the CLI."""
+
+
 def check_workdir(workdir: str) -> None:
   """Creates ``workdir`` and writes a probe file there, so that a bad path fails before training."""
   probe = os.path.join(workdir, f'.write_test.{os.getpid()}')
@@ -566,7 +570,7 @@ def train_and_evaluate(
       config, state, train_ex, budgets, step_rng, evaluate_fn, ckpt, writer, eval_ex, mesh
     )
     ckpt.close()  # Waits for the pending asynchronous saves.
-  except Exception as e:
+  except BaseException as e:  # Ctrl-C included: a save under way still completes.
     try:  # Let earlier saves complete; a failing one must not hide the error that stopped us.
       ckpt.close()
     except Exception as close_error:  # noqa: BLE001
@@ -577,6 +581,11 @@ def train_and_evaluate(
         + (f' ({e.filename})' if e.filename else '')
         + f'. The latest complete checkpoint is step {ckpt.latest_step()}; fix the workdir (e.g. '
         'free disk space) and rerun the same command to resume from it.'
+      ) from e
+    if isinstance(e, KeyboardInterrupt):
+      raise Interrupted(
+        f'Interrupted. The latest complete checkpoint is step {ckpt.latest_step()}; rerun the '
+        'same command to resume from it.'
       ) from e
     raise
   results, preds = final if final is not None else evaluate_fn(state)

@@ -340,3 +340,18 @@ def test_bad_or_empty_data_stops_before_anything_is_compiled(
   if train_lines:
     with pytest.raises(train.InputError, match='Empty dataset after filtering: 0 train'):
       train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_ctrl_c_lets_the_pending_save_finish_and_says_where_to_resume(tmp_path, monkeypatch):
+  real_step, calls = train.train_step, []
+
+  def step(state, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 11:  # Right after the (asynchronous) save of step 10 started.
+      raise KeyboardInterrupt
+    return real_step(state, *args, **kwargs)
+
+  monkeypatch.setattr(train, 'train_step', step)
+  with pytest.raises(train.Interrupted, match='latest complete checkpoint is step 10; rerun'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert os.listdir(tmp_path / 'checkpoints') == ['10']  # Finished, not left half-written.
