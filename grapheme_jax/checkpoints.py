@@ -72,10 +72,10 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
       directory,
       options=ocp.CheckpointManagerOptions(
-        # A save interrupted by a kill leaves a temporary directory; orbax never reads it as a
-        # checkpoint, and removes it here.
         max_to_keep=max_to_keep,
         create=True,
+        # A save interrupted by a kill leaves a temporary directory; orbax never reads it as a
+        # checkpoint, and removes it here.
         cleanup_tmp_directories=True,
       ),
     )

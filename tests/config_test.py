@@ -4,14 +4,12 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import ml_collections
 import pytest
+from conftest import ROOT, cli_command
 
 from grapheme_jax import config_lib
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize(
@@ -112,16 +110,8 @@ def test_config_files_validate_and_set_their_mode(name):
 
 
 def _cli(*args):
-  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-  env.pop('JAX_COMPILATION_CACHE_DIR', None)
-  return subprocess.run(
-    [sys.executable, '-m', 'grapheme_jax.main', *args],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    env=env,
-  )
+  argv, env = cli_command(*args)
+  return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_cli_unknown_key_is_one_line(tmp_path):

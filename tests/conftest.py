@@ -1,11 +1,14 @@
-"""Shared test settings: a persistent compilation cache and a tiny config."""
+"""Shared test settings: a persistent compilation cache, a tiny config, the CLI in a subprocess."""
 
 import os
+import sys
 
 import jax
 import pytest
 
 from grapheme_jax import config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Compiled programs are reused across test runs (and across the processes of pytest-xdist).
 jax.config.update(
@@ -39,3 +42,14 @@ def tiny_config():
 @pytest.fixture
 def config():
   return tiny_config()
+
+
+def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:
+  """argv and environment that run the training CLI with ``args`` (in cwd ``ROOT``).
+
+  Every compiled step goes to the cache the test names with ``--compilation_cache``, never to the
+  user's, however fast it compiled.
+  """
+  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  return [sys.executable, '-m', 'grapheme_jax.main', *args], env

@@ -10,16 +10,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import ROOT, cli_command
 
 from grapheme_jax import metrics as metrics_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, LOG_EVERY, EVAL_EVERY, SAVE_EVERY = 60, 3, 40, 10
 # Keys whose values are wall-clock measurements, the only ones allowed to differ.
 TIMING_KEYS = ('train/steps_per_sec', 'train_seconds')
@@ -44,15 +43,9 @@ def _start(workdir, cache):
     '--config.optimizer.warmup_steps=5',
     '--config.data.bucket_lengths=()',
   ]
-  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  argv, env = cli_command(*args)
   return subprocess.Popen(
-    [sys.executable, '-m', 'grapheme_jax.main', *args],
-    cwd=ROOT,
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.PIPE,
-    text=True,
+    argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
   )
 
 
