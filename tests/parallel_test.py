@@ -128,20 +128,24 @@ def test_one_and_eight_devices_and_two_hosts_give_the_same_run(tmp_path):
     'params_replicated': True,
     'all_reduce': True,
   }
-  one = _records(tmp_path / 'devices_1' / 'metrics.jsonl')
-  eight = _records(tmp_path / 'devices_8' / 'metrics.jsonl')
-  assert [sorted(r) for r in one] == [sorted(r) for r in eight]
+  runs = ('devices_1', 'devices_8', 'hosts_2')
+  one, *others = [_records(tmp_path / run / 'metrics.jsonl') for run in runs]
   assert [r['step'] for r in one] == [1, 2, 3, 3, 4, 5, 6, 6]
-  # Sums split 8 ways round differently; Adam amplifies that over steps (measured: relative
-  # differences of 2e-5 at step 5, 1e-3 in the losses and 3% in the gradient norm at step 10).
-  for a, b in zip(one, eight):
-    for key in a:
-      np.testing.assert_allclose(b[key], a[key], rtol=2e-4, atol=1e-5, err_msg=f'{key} {a}')
-  # Identical predictions, so identical held-out metrics.
-  predictions = [
-    (tmp_path / d / 'predictions.jsonl').read_text() for d in ('devices_1', 'devices_8')
-  ]
-  assert predictions[0] == predictions[1]
+  for run, other in zip(runs[1:], others):
+    assert [sorted(r) for r in other] == [sorted(r) for r in one], run
+    # Sums split 8 ways round differently; Adam amplifies that over steps. Measured largest
+    # relative differences, all in the gradient norm: 8 devices 2.6e-5 at step 5 and 1.7e-4 at
+    # step 6, 2 hosts 3.7e-5 and 2.4e-4 (gloo reduces in yet another order); by step 10, 1e-3 in
+    # the losses and 3% in the gradient norm, which is why the runs stop at step 6.
+    for a, b in zip(one, other):
+      for key in a:
+        np.testing.assert_allclose(
+          b[key], a[key], rtol=5e-4, atol=1e-5, err_msg=f'{run}: {key} {a}'
+        )
+  # Identical predictions, so identical held-out metrics (only host 0 writes them).
+  predictions = {run: (tmp_path / run / 'predictions.jsonl').read_text() for run in runs}
+  assert predictions['devices_8'] == predictions['devices_1']
+  assert predictions['hosts_2'] == predictions['devices_1']
 
 
 def test_mesh_errors_are_one_line_and_name_the_fix():
