@@ -275,13 +275,7 @@ def main(argv: Sequence[str]) -> None:
       os.path.basename(config_path.split(':', 1)[0]),
       log=logging.info,
     )
-  except (
-    ValueError,
-    train.InputError,
-    train.WorkdirError,
-    FloatingPointError,
-    train.Interrupted,
-  ) as e:
+  except (ValueError, *train.USER_ERRORS) as e:
     sys.exit(f'error: {e}')
 
 

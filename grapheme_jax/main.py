@@ -79,9 +79,9 @@ def main(argv):
   parallel.initialize_distributed(config)  # Before anything else touches jax's devices.
   enable_compilation_cache()
   setup_logging()
-  try:  # Each of these is one line, without a traceback.
+  try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except (train.InputError, train.WorkdirError, FloatingPointError, train.Interrupted) as e:
+  except train.USER_ERRORS as e:
     sys.exit(f'error: {e}')
 
 

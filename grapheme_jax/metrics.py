@@ -116,7 +116,12 @@ class JsonlWriter:
     if not self.enabled or not os.path.exists(self.path):
       return
     kept = [r for r in self.read() if r['step'] <= step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.writelines(json.dumps(r) + '\n' for r in kept)
-    os.replace(tmp, self.path)
+    write_atomically(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Writes ``text`` to a temporary file and renames it: a kill leaves the old file or the new."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(tmp, path)

@@ -46,6 +46,11 @@ class Interrupted(KeyboardInterrupt):
   """Ctrl-C during training, after the pending checkpoint saves finished: one line from the CLI."""
 
 
+# What train_and_evaluate raises for a problem the user fixes: the CLI and the sweep print these as
+# one `error:` line, without a traceback.
+USER_ERRORS = (InputError, WorkdirError, FloatingPointError, Interrupted)
+
+
 def check_workdir(workdir: str) -> None:
   """Creates ``workdir`` and writes a probe file there, so that a bad path fails before training."""
   probe = os.path.join(workdir, f'.write_test.{os.getpid()}')
@@ -469,10 +474,7 @@ def evaluate(
 
 def _save_json(path: str, obj: Any) -> None:
   """Writes atomically; ASCII escapes keep every string, lone surrogates too (UTF-8 cannot)."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  metrics_lib.write_atomically(path, json.dumps(obj, indent=2))
 
 
 def load_data(config: ml_collections.ConfigDict):
@@ -593,11 +595,13 @@ def train_and_evaluate(
   if not main_process:
     return results
   _save_json(os.path.join(workdir, 'results.json'), results)
-  path = os.path.join(workdir, 'predictions.jsonl')
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    for pair, pred in zip(eval_ex.pairs, preds):
-      f.write(json.dumps({'input': pair.input, 'prediction': pred, 'target': pair.target}) + '\n')
-  os.replace(path + '.tmp', path)
+  metrics_lib.write_atomically(
+    os.path.join(workdir, 'predictions.jsonl'),
+    ''.join(
+      json.dumps({'input': pair.input, 'prediction': pred, 'target': pair.target}) + '\n'
+      for pair, pred in zip(eval_ex.pairs, preds)
+    ),
+  )
   return results
 
 

@@ -63,13 +63,8 @@ def _temporary(workdir) -> set[str]:
 
 
 def _last_logged_step(workdir) -> int:
-  try:
-    with open(os.path.join(workdir, 'metrics.jsonl'), 'rb') as f:
-      lines = f.read().split(b'\n')
-  except FileNotFoundError:
-    return 0
-  complete = [line for line in lines[:-1] if line]
-  return json.loads(complete[-1])['step'] if complete else 0
+  records = metrics_lib.JsonlWriter(str(workdir)).read()  # Complete lines only.
+  return records[-1]['step'] if records else 0
 
 
 def _kill_when(proc, condition, timeout=120.0):
