@@ -36,7 +36,7 @@ import jax
 import ml_collections
 
 from experiments import plot as plot_lib
-from grapheme_jax import config_lib, parallel, train
+from grapheme_jax import config_lib, input_pipeline, parallel, train
 
 # Columns of the results table, from each point's results.json.
 METRICS = (
@@ -146,7 +146,7 @@ def is_finished(point_dir: str, config: ml_collections.ConfigDict) -> bool:
 
 
 def _data_key(config: ml_collections.ConfigDict) -> str:
-  """What the labelled data depend on: points with equal keys share one ``train.load_data``."""
+  """What the labelled data depend on: points with equal keys share one ``load_data`` call."""
   return json.dumps(
     [_config_json(config)['data'], config.seed, config.model.max_insertions], sort_keys=True
   )
@@ -189,7 +189,7 @@ def run_sweep(
     log(f'sweep point {i + 1}/{len(points)} {name}: running ({remaining} to run, {eta})')
     key = _data_key(config)
     if key not in data_cache:
-      data_cache[key] = train.load_data(config)
+      data_cache[key] = input_pipeline.load_data(config)
     start = time.time()
     train.train_and_evaluate(config, os.path.join(workdir, name), data=data_cache[key])
     durations.append(time.time() - start)

@@ -27,7 +27,8 @@ STRUCTURAL_KEYS = (
 )
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
-NODE_COSTS = ('mismatch', 'likelihood')  # As losses.NODE_COSTS.
+# How the structural loss's node term prices a matching (losses.py).
+NODE_COSTS = ('mismatch', 'likelihood')
 
 
 def base_config() -> ml_collections.ConfigDict:

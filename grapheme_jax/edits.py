@@ -63,6 +63,9 @@ DELETE = 1
 MODIFY = 2
 NUM_OPS = 3
 OP_NAMES = ('keep', 'delete', 'modify')
+# In label arrays (the input pipeline's and the losses'): "no label here" (padding, or a character
+# outside the vocabulary).
+IGNORE = -1
 
 _WORD_BITS = 32
 _ALL_BITS = 0xFFFFFFFF
@@ -521,10 +524,29 @@ def apply_edits(source: str, edits: Edits) -> str:
     if op == KEEP:
       pieces.append(source[i])
     elif op == MODIFY:
-      if not 0 <= char <= 0x10FFFF:
+      if not 0 <= char <= graphs.MAX_CODE_POINT:
         raise ValueError(f'MODIFY at position {i} has invalid code point {char}.')
       pieces.append(chr(char))
     elif op != DELETE:
       raise ValueError(f'Invalid op {op} at position {i}; expected one of {OP_NAMES}.')
     pieces.append(edits.insertions[i + 1])
   return ''.join(pieces)
+
+
+def predictions_to_edits(source: str, ops, char_ids, ins_ids, vocab: np.ndarray) -> Edits:
+  """Decodes one example's predicted arrays into ``Edits``: the inverse of the label arrays.
+
+  ``ops`` and ``char_ids`` [>= n] are the op and MODIFY-character vocabulary id per source node,
+  ``ins_ids`` [>= n + 1, K] the inserted characters' ids per slot, which stop at the first end
+  marker ``len(vocab)``; entries beyond the source are ignored.
+  """
+  n, end = len(source), len(vocab)
+  chars = tuple(
+    int(vocab[c]) if o == MODIFY else (ord(source[i]) if o == KEEP else -1)
+    for i, (o, c) in enumerate(zip(ops[:n], char_ids[:n]))
+  )
+  insertions = []
+  for slot in ins_ids[: n + 1]:
+    stop = np.flatnonzero(slot == end)
+    insertions.append(''.join(chr(vocab[c]) for c in slot[: stop[0] if len(stop) else len(slot)]))
+  return Edits(tuple(int(o) for o in ops[:n]), chars, tuple(insertions))

@@ -1,4 +1,9 @@
-"""Training losses: cross-entropy on the edit DP's gold labels, and the structural loss.
+"""Training losses: cross-entropy on the edit DP's gold labels, the structural loss, and their mix.
+
+:func:`compute_loss` is what the train step calls: the model's outputs and a batch in, the loss of
+``config.loss.mode`` and its logged parts out. Its settings come in two parts, built from the config
+here: a static :class:`LossSpec` (:func:`loss_spec`; one compiled step per value) and traced weights
+(:func:`loss_weights`; a sweep over them reuses one compiled step).
 
 **Cross-entropy** is a masked mean over *positions* of the per-graph dense layout ``[B, 1 + L]``:
 position 0 is the insertion slot before the first character, position ``i + 1`` is node ``i``
@@ -41,13 +46,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
+from grapheme_jax import config_lib, edits, soft_graph
 from grapheme_jax import sinkhorn as sinkhorn_lib
-from grapheme_jax import soft_graph
 
-# Index used in label arrays for "no label here" (padding, or a character outside the vocabulary).
-IGNORE = -1
+IGNORE = edits.IGNORE
 
 
 def _masked_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -75,7 +80,7 @@ def cross_entropy(
   mask = position_mask(batch)
   node_mask = mask[:, 1:]
   op_ce = jnp.where(node_mask, _masked_ce(outputs['op_logits'], batch['ops']), 0.0)
-  char_labels = jnp.where(batch['ops'] == 2, batch['char_ids'], IGNORE)  # 2 == edits.MODIFY.
+  char_labels = jnp.where(batch['ops'] == edits.MODIFY, batch['char_ids'], IGNORE)
   char_ce = jnp.where(node_mask, _masked_ce(outputs['char_logits'], char_labels), 0.0)
   ins_ce = _masked_ce(outputs['ins_logits'], batch['ins_ids']).sum(-1)
   ins_ce = jnp.where(mask, ins_ce, 0.0)
@@ -88,6 +93,15 @@ def cross_entropy(
   return parts['op_ce'] + parts['char_ce'] + parts['insert_ce'], parts
 
 
+def weighted_sum(alpha, beta, gamma, node, edge, clique):
+  """``alpha * node + beta * edge + gamma * clique``: the one place the three terms are mixed.
+
+  Used for the loss, for its per-round linearisation (the same mix of the terms' gradients with
+  respect to the plan) and for :func:`structural_loss_texts`.
+  """
+  return alpha * node + beta * edge + gamma * clique
+
+
 class StructuralSpec(NamedTuple):
   """The static (compile-time) settings of the structural loss; weights are traced values."""
 
@@ -98,7 +112,6 @@ class StructuralSpec(NamedTuple):
   differentiate_plan: bool = True
 
 
-NODE_COSTS = ('mismatch', 'likelihood')
 # 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term),
 # and a target node left to the dummy (an insertion) costs this much.
 _LOG_FLOOR = 1e-6
@@ -166,7 +179,7 @@ def _node_term(plan: jax.Array, match_cost: jax.Array, mass: jax.Array, kind: st
   if kind == 'mismatch':
     return (plan * match_cost).sum((1, 2))
   if kind != 'likelihood':
-    raise ValueError(f'Unknown node cost {kind!r}, expected one of {NODE_COSTS}.')
+    raise ValueError(f'Unknown node cost {kind!r}, expected one of {config_lib.NODE_COSTS}.')
   agree = 1.0 - match_cost[:, :-1, :-1]
   nll = lambda x: -jnp.log(jnp.maximum(x, _LOG_FLOOR))  # noqa: E731
   pairs = nll(agree) + nll(mass)[:, :, None]
@@ -227,10 +240,13 @@ def structural_costs(
   clq_p, clq_t = _augment(pred.cliques), _augment(target.cliques)
   plan = _initial_plan(pred, target)
   for _ in range(fgw_iterations):
-    cost = (
-      alpha * node_cost
-      + beta * _quadratic_grad(plan, adj_p, adj_t)
-      + gamma * _quadratic_grad(plan, clq_p, clq_t)
+    cost = weighted_sum(
+      alpha,
+      beta,
+      gamma,
+      node_cost,
+      _quadratic_grad(plan, adj_p, adj_t),
+      _quadratic_grad(plan, clq_p, clq_t),
     )
     plan = sinkhorn_lib.sinkhorn(
       cost, a, b, temperature=temperature, iterations=sinkhorn_iterations
@@ -274,10 +290,13 @@ def structural(
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
   parts = {f'{k}_cost': jnp.sum(example * costs[k]) / count for k in ('node', 'edge', 'clique')}
-  total = (
-    weights['alpha'] * parts['node_cost']
-    + weights['beta'] * parts['edge_cost']
-    + weights['gamma'] * parts['clique_cost']
+  total = weighted_sum(
+    weights['alpha'],
+    weights['beta'],
+    weights['gamma'],
+    parts['node_cost'],
+    parts['edge_cost'],
+    parts['clique_cost'],
   )
   return total, parts
 
@@ -290,7 +309,7 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
   overridden by keyword, e.g. ``structural_loss_texts('hello', 'hallo', temperature=0.01)``.
   Returns ``node``, ``edge``, ``clique`` (per target node) and ``total``.
   """
-  from grapheme_jax import config_lib, graphs  # noqa: PLC0415 (config_lib imports nothing of ours)
+  from grapheme_jax import graphs  # noqa: PLC0415
 
   config = config_lib.base_config()
   settings = {k: config.loss[k] for k in config_lib.STRUCTURAL_KEYS}
@@ -319,9 +338,59 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
     differentiate_plan=settings['differentiate_plan'],
   )
   out = {k: float(costs[k][0]) / max(len(target), 1) for k in ('node', 'edge', 'clique')}
-  out['total'] = (
-    settings['alpha'] * out['node']
-    + settings['beta'] * out['edge']
-    + settings['gamma'] * out['clique']
+  out['total'] = weighted_sum(
+    settings['alpha'], settings['beta'], settings['gamma'], out['node'], out['edge'], out['clique']
   )
   return out
+
+
+class LossSpec(NamedTuple):
+  """The static part of the loss: one compiled train step per distinct value."""
+
+  mode: str = 'cross_entropy'
+  structural: StructuralSpec = StructuralSpec()
+
+
+def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
+  """The static loss settings of ``config`` (``loss.mode`` and the structural loss's shapes)."""
+  return LossSpec(
+    config.loss.mode,
+    StructuralSpec(
+      config.model.skip_window,
+      config.loss.sinkhorn_iterations,
+      config.loss.fgw_iterations,
+      config.loss.node_cost,
+      config.loss.differentiate_plan,
+    ),
+  )
+
+
+def loss_weights(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  """The traced loss settings: a sweep over them reuses one compiled step."""
+  keys = ('alpha', 'beta', 'gamma', 'temperature', 'hybrid_lambda')
+  return {k: jnp.asarray(config.loss[k], jnp.float32) for k in keys}
+
+
+def compute_loss(
+  outputs: dict[str, jax.Array],
+  batch: dict[str, jax.Array],
+  spec: LossSpec,
+  weights: dict[str, jax.Array],
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The training loss of ``spec.mode`` for the model's ``outputs`` on ``batch``, and its parts.
+
+  The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor.
+  ``weights`` are :func:`loss_weights`' traced values (the cross-entropy uses none of them).
+  """
+  ce, parts = cross_entropy(outputs, batch)
+  parts['cross_entropy'] = ce
+  if spec.mode == 'cross_entropy':
+    return ce, parts
+  total, struct_parts = structural(outputs, batch, weights, spec.structural)
+  parts.update(struct_parts, structural=total)
+  if spec.mode == 'structural':
+    return total, parts
+  if spec.mode == 'hybrid':
+    lam = weights['hybrid_lambda']
+    return lam * total + (1.0 - lam) * ce, parts
+  raise ValueError(f'Unknown loss mode {spec.mode!r}, expected one of {config_lib.LOSS_MODES}.')

@@ -3,7 +3,7 @@
 The model's heads define a distribution over output texts (``models.py``): every source node ``s``
 survives (KEEP or MODIFY) or is deleted, independently; insertion slot ``s`` holds ``c_s``
 characters, where position ``k`` is used iff none of positions ``0..k`` predicted the end marker.
-Decoding takes the argmax of each of these factors (``train.predictions_to_edits``).
+Decoding takes the argmax of each of these factors (``edits.predictions_to_edits``).
 
 A :class:`SoftGraph` lays out every *candidate* output node in output order -- for each group
 ``s = 0..L``: insertion positions ``(s, 0..K-1)``, then source node ``s`` (for ``s = L``, which
@@ -36,6 +36,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from grapheme_jax import edits
 
 
 class SoftGraph(NamedTuple):
@@ -131,67 +133,81 @@ def _between_groups(group: jax.Array) -> jax.Array:
   return jnp.where(jnp.asarray(t > s)[..., None, None], out, 0.0).transpose(2, 0, 1, 3)
 
 
-@functools.partial(jax.jit, static_argnames='window')
-def predicted_graphs(
-  outputs: dict[str, jax.Array],
-  source_codes: jax.Array,
-  source_len: jax.Array,
-  window: int,
-) -> SoftGraph:
-  """The soft graph of the model's outputs (see the module docstring).
+class _NodeFactors(NamedTuple):
+  """The source nodes' factors of the output distribution, [B, L] (``[B, L, V]`` for chars)."""
 
-  Args:
-    outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
-      [B, L + 1, K, V + 1].
-    source_codes: [B, L] input code points (anything on padding).
-    source_len: [B] input lengths; nodes and slots beyond them have mass 0.
-    window: the text graphs' ``skip_window``.
-  """
-  op, char, ins = outputs['op_logits'], outputs['char_logits'], outputs['ins_logits']
-  bsz, length, num_ops = op.shape
-  k_max, vocab = ins.shape[2], char.shape[2]
-  w = window
-  node_real = jnp.arange(length)[None, :] < source_len[:, None]
-  slot_real = jnp.arange(length + 1)[None, :] <= source_len[:, None]
+  real: jax.Array  # Inside the source.
+  mass: jax.Array  # P(survives): KEEP or MODIFY.
+  gone: jax.Array  # P(DELETE); 1 on padding.
+  keep: jax.Array  # P(KEEP | survives).
+  chars: jax.Array  # P(MODIFY to v | survives).
 
-  # Source nodes: op probabilities (KEEP = 0, DELETE = 1, MODIFY = 2; see edits.py).
+
+def _node_factors(op: jax.Array, char: jax.Array, source_len: jax.Array) -> _NodeFactors:
+  """Per source node: survival and its character distribution from the op and char heads."""
+  real = jnp.arange(op.shape[1])[None, :] < source_len[:, None]
   op_p = jax.nn.softmax(op, -1)
-  node_mass = jnp.where(node_real, op_p[..., 0] + op_p[..., 2], 0.0)
-  node_gone = jnp.where(node_real, op_p[..., 1], 1.0)
-  survive = jax.nn.softmax(op[..., jnp.array([0, 2])], -1)  # KEEP vs MODIFY given it survives.
-  node_chars = survive[..., 1:] * jax.nn.softmax(char, -1)
+  # KEEP vs MODIFY given it survives.
+  survive = jax.nn.softmax(op[..., jnp.array([edits.KEEP, edits.MODIFY])], -1)
+  return _NodeFactors(
+    real=real,
+    mass=jnp.where(real, op_p[..., edits.KEEP] + op_p[..., edits.MODIFY], 0.0),
+    gone=jnp.where(real, op_p[..., edits.DELETE], 1.0),
+    keep=survive[..., 0],
+    chars=survive[..., 1:] * jax.nn.softmax(char, -1),
+  )
 
-  # Insertion positions: q = P(position k is not the end marker); mass = prod_{j<=k} q_j.
+
+class _SlotFactors(NamedTuple):
+  """The insertion slots' factors, ``[B, L + 1, ...]``; counts truncated at ``w`` (see above)."""
+
+  mass: jax.Array  # [., K] P(position k exists) = prod_{j <= k} cont_j.
+  chars: jax.Array  # [., K, V] its character distribution given it exists.
+  count: jax.Array  # [., w] P(the slot holds c characters), c < w.
+  tail: jax.Array  # [., K, w] P(c more characters after position k | k exists), c < w.
+
+
+def _slot_factors(ins: jax.Array, source_len: jax.Array, window: int) -> _SlotFactors:
+  """Per insertion slot: which positions exist, their characters, and the count distributions."""
+  bsz, slots, k_max, _ = ins.shape
+  vocab, w = ins.shape[-1] - 1, window
+  real = jnp.arange(slots)[None, :] <= source_len[:, None]
   ins_p = jax.nn.softmax(ins, -1)
-  cont = jnp.where(slot_real[..., None], 1.0 - ins_p[..., vocab], 0.0)  # [B, L+1, K]
-  end = jnp.where(slot_real[..., None], ins_p[..., vocab], 1.0)
-  ins_mass = jnp.cumprod(cont, -1)
-  ins_chars = jax.nn.softmax(ins[..., :vocab], -1)
-
+  cont = jnp.where(real[..., None], 1.0 - ins_p[..., vocab], 0.0)  # P(position k is no end).
+  end = jnp.where(real[..., None], ins_p[..., vocab], 1.0)
+  mass = jnp.cumprod(cont, -1)
   # Per-position products of continuations: run[r][., k] = prod_{j=k+1}^{k+r} cont_j.
   pad = max(w + 1, 1)
-  cont_p = jnp.concatenate([cont, jnp.zeros((bsz, length + 1, pad), cont.dtype)], -1)
-  end_p = jnp.concatenate([end, jnp.ones((bsz, length + 1, pad), end.dtype)], -1)
+  cont_p = jnp.concatenate([cont, jnp.zeros((bsz, slots, pad), cont.dtype)], -1)
+  end_p = jnp.concatenate([end, jnp.ones((bsz, slots, pad), end.dtype)], -1)
   # Slot count distribution: P(c = k) = mass(k-1) * end(k), mass(-1) = 1.
-  prev_mass = jnp.concatenate([jnp.ones_like(ins_mass[..., :1]), ins_mass], -1)
-  prev_mass = jnp.concatenate([prev_mass, jnp.zeros((bsz, length + 1, pad), cont.dtype)], -1)
-  slot_dist = prev_mass[..., :w] * end_p[..., :w]  # [B, L+1, w]
+  prev_mass = jnp.concatenate([jnp.ones_like(mass[..., :1]), mass], -1)
+  prev_mass = jnp.concatenate([prev_mass, jnp.zeros((bsz, slots, pad), cont.dtype)], -1)
+  count = prev_mass[..., :w] * end_p[..., :w]
   # Rest of the slot after position k, given k exists: P(R = r) = run_r(k) * end(k + r + 1).
-  run, tail_slot = jnp.ones_like(cont), []
+  run, tail = jnp.ones_like(cont), []
   for r in range(w):
-    tail_slot.append(run * end_p[..., r + 1 : r + 1 + k_max])
+    tail.append(run * end_p[..., r + 1 : r + 1 + k_max])
     run = run * cont_p[..., r + 1 : r + 1 + k_max]
-  tail_slot = jnp.stack(tail_slot, -1)  # [B, L+1, K, w]
+  return _SlotFactors(mass, jax.nn.softmax(ins[..., :vocab], -1), count, jnp.stack(tail, -1))
 
+
+def _pair_counts(nodes: _NodeFactors, slots: _SlotFactors, window: int):
+  """Count distributions around every candidate and between every ordered pair of candidates.
+
+  Returns ``(pre, suf, mid)``: ``pre``/``suf`` [B, N, w + 1] the number of nodes before/after a
+  candidate given it exists (the last entry is ``>= w``); ``mid`` [B, N, N, w] the number strictly
+  between ``i`` and a later ``j`` given both exist (zero where ``j`` is not after ``i``).
+  """
+  bsz, g, k_max, w = *slots.mass.shape, window
   # Group L has no source node: a padding node of mass 0 keeps the groups uniform.
-  node_full = jnp.concatenate([node_mass, jnp.zeros((bsz, 1))], 1)
-  gone = jnp.concatenate([node_gone, jnp.ones((bsz, 1))], 1)
+  node_full = jnp.concatenate([nodes.mass, jnp.zeros((bsz, 1))], 1)
+  gone = jnp.concatenate([nodes.gone, jnp.ones((bsz, 1))], 1)
   bern = jnp.stack([gone, node_full] + [jnp.zeros_like(gone)] * (w - 1), -1)[..., :w]
-  group = _conv(slot_dist, bern)  # [B, L+1, w]
+  group = _conv(slots.count, bern)  # [B, L+1, w]
   # Groups with virtual empty ones at both ends, so prefix/suffix are "between" distributions.
   empty = jnp.broadcast_to(jnp.asarray(_delta(0, w)), (bsz, 1, w))
   between = _between_groups(jnp.concatenate([empty, group, empty], 1))  # [B, G+2, G+2, w]
-  g = length + 1
   prefix = between[:, 0, 1 : g + 1]  # [B, G, w]: groups before s.
   suffix = between[:, 1 : g + 1, g + 1]  # [B, G, w]: groups after s.
   groups_between = between[:, 1 : g + 1, 1 : g + 1]  # [B, G, G, w]
@@ -202,11 +218,11 @@ def predicted_graphs(
   head = jnp.concatenate(  # Count of earlier nodes of the same group, given the candidate exists.
     [
       jnp.broadcast_to(jnp.asarray(_delta(kk[:k_max], w)), (bsz, g, k_max, w)),
-      slot_dist[:, :, None],
+      slots.count[:, :, None],
     ],
     2,
   )
-  tail_in_slot = jnp.concatenate([tail_slot, jnp.zeros((bsz, g, 1, w))], 2)
+  tail_in_slot = jnp.concatenate([slots.tail, jnp.zeros((bsz, g, 1, w))], 2)
   tail = jnp.where(  # Later nodes of the same group, given the candidate exists.
     jnp.asarray(is_ins)[:, None], _conv(tail_in_slot, bern[:, :, None]), jnp.asarray(_delta(0, w))
   )
@@ -234,29 +250,63 @@ def predicted_graphs(
   mid = jnp.where(jnp.asarray(same)[..., None], within, mid)
   forward = np.where(same, order, gid[None, :] > gid[:, None])
   mid = jnp.where(jnp.asarray(forward)[..., None], mid, 0.0)  # [B, N, N, w]
+  return pre, suf, mid
 
+
+def _cliques(pre: jax.Array, suf: jax.Array, mid: jax.Array, window: int) -> jax.Array:
+  """cliques[i, j] = sum_{a, c, d} pre[i, a] mid[i, j, c] suf[j, d] F[a, c + 1, d], by matmuls."""
+  w, n = window, pre.shape[1]
   table = jnp.asarray(_clique_table(w))
-  # cliques[i, j] = sum_{a, c, d} pre[i, a] mid[i, j, c] suf[j, d] F[a, c + 1, d], by matmuls.
   left = jnp.einsum('bia,acd->bicd', pre, table[:, 1:])
   cliques = sum(mid[..., c] * jnp.matmul(left[:, :, c], jnp.swapaxes(suf, 1, 2)) for c in range(w))
   own = jnp.sum(jnp.matmul(pre, table[:, 0]) * suf, -1)
-  cliques = cliques + jnp.eye(n) * own[:, :, None]
+  return cliques + jnp.eye(n) * own[:, :, None]
 
-  mass = flat(jnp.concatenate([ins_mass, node_full[..., None]], -1))
-  group_count = ins_mass.sum(-1) + node_full  # Expected nodes per group.
+
+@functools.partial(jax.jit, static_argnames='window')
+def predicted_graphs(
+  outputs: dict[str, jax.Array],
+  source_codes: jax.Array,
+  source_len: jax.Array,
+  window: int,
+) -> SoftGraph:
+  """The soft graph of the model's outputs (see the module docstring).
+
+  Three stages: the factors of the output distribution (:func:`_node_factors`,
+  :func:`_slot_factors`), the count distributions around and between candidates
+  (:func:`_pair_counts`), and from those the edges and cliques (:func:`_cliques`).
+
+  Args:
+    outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
+      [B, L + 1, K, V + 1].
+    source_codes: [B, L] input code points (anything on padding).
+    source_len: [B] input lengths; nodes and slots beyond them have mass 0.
+    window: the text graphs' ``skip_window``.
+  """
+  nodes = _node_factors(outputs['op_logits'], outputs['char_logits'], source_len)
+  slots = _slot_factors(outputs['ins_logits'], source_len, window)
+  pre, suf, mid = _pair_counts(nodes, slots, window)
+  bsz, g, k_max = slots.mass.shape
+  kk = np.arange(k_max + 1)
+  flat = lambda x: x.reshape((bsz, g * (k_max + 1)) + x.shape[3:])  # noqa: E731
+
+  node_full = jnp.concatenate([nodes.mass, jnp.zeros((bsz, 1))], 1)
+  mass = flat(jnp.concatenate([slots.mass, node_full[..., None]], -1))
+  group_count = slots.mass.sum(-1) + node_full  # Expected nodes per group.
   before_groups = jnp.cumsum(group_count, -1) - group_count
   in_group = jnp.concatenate(
     [
       jnp.broadcast_to(jnp.asarray(kk[:k_max], jnp.float32), (bsz, g, k_max)),
-      ins_mass.sum(-1)[..., None],
+      slots.mass.sum(-1)[..., None],
     ],
     -1,
   )
   rank = flat(before_groups[..., None] + in_group)
   codes = jnp.concatenate([source_codes, jnp.full((bsz, 1), -1, source_codes.dtype)], 1)
-  keep = jnp.concatenate([jnp.where(node_real, survive[..., 0], 0.0), jnp.zeros((bsz, 1))], 1)
+  keep = jnp.concatenate([jnp.where(nodes.real, nodes.keep, 0.0), jnp.zeros((bsz, 1))], 1)
+  vocab = nodes.chars.shape[-1]
   chars = jnp.concatenate(
-    [ins_chars, jnp.concatenate([node_chars, jnp.zeros((bsz, 1, vocab))], 1)[:, :, None]], 2
+    [slots.chars, jnp.concatenate([nodes.chars, jnp.zeros((bsz, 1, vocab))], 1)[:, :, None]], 2
   )
   return SoftGraph(
     mass=mass,
@@ -267,5 +317,5 @@ def predicted_graphs(
     char_probs=flat(chars),
     rank=rank,
     adjacency=mid.sum(-1),
-    cliques=cliques,
+    cliques=_cliques(pre, suf, mid, window),
   )

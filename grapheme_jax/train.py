@@ -1,8 +1,8 @@
 """Training and evaluation: state creation, the jitted train step, evaluation, the training loop.
 
-Data flow: text pairs -> gold edit labels from the edit DP (once, before training) -> fixed-budget
-batches (a padded ``GraphsTuple`` of the inputs plus dense label arrays) -> ``train_step`` -> at
-evaluation, the model's predicted edits are applied to the input text and compared with the target.
+Data flow: labelled, fixed-budget batches from ``input_pipeline`` -> ``train_step`` (the model's
+outputs go to ``losses.compute_loss``) -> at evaluation, the model's predicted edits are decoded
+(``edits.predictions_to_edits``), applied to the input text and compared with the target.
 
 Everything that decides a batch or a random number is a pure function of ``(config.seed, step)``,
 so a run resumed from a checkpoint continues exactly as the uninterrupted run would have.
@@ -10,13 +10,12 @@ so a run resumed from a checkpoint continues exactly as the uninterrupted run wo
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +25,9 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from grapheme_jax import checkpoints, config_lib, edits, losses, models, parallel
-from grapheme_jax import data as data_lib
+from grapheme_jax import checkpoints, config_lib, edits, input_pipeline, losses, models, parallel
 from grapheme_jax import graphs as graphs_lib
 from grapheme_jax import metrics as metrics_lib
-
-IGNORE = losses.IGNORE
 
 
 class InputError(ValueError):
@@ -61,203 +57,6 @@ def check_workdir(workdir: str) -> None:
     os.remove(probe)
   except OSError as e:
     raise WorkdirError(f'Cannot write to the workdir {workdir!r}: {e.strerror or e}.') from e
-
-
-@dataclasses.dataclass(frozen=True)
-class Examples:
-  """A dataset with its gold edit labels, as dense numpy arrays (L = the largest budget length).
-
-  ``ops``/``char_ids`` [N, L] label the input nodes; ``ins_ids`` [N, L + 1, K] hold the vocabulary
-  ids of the characters inserted in each slot, then the end marker ``V``, then ``IGNORE``.
-  Characters outside the vocabulary (possible in evaluation data only) are ``IGNORE``.
-  ``bucket`` [N] is the index of the smallest length budget that holds the example. The texts
-  themselves are kept as code points (``-1`` on padding) with the targets' vocabulary ids, for the
-  structural loss.
-  """
-
-  pairs: tuple[data_lib.Pair, ...]
-  source_len: np.ndarray
-  source_codes: np.ndarray
-  target_codes: np.ndarray
-  target_len: np.ndarray
-  target_ids: np.ndarray
-  ops: np.ndarray
-  char_ids: np.ndarray
-  ins_ids: np.ndarray
-  bucket: np.ndarray
-
-  def __len__(self) -> int:
-    return len(self.pairs)
-
-
-def bucket_lengths(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """The length budgets: ``data.bucket_lengths`` below ``data.max_length``, then ``max_length``."""
-  smaller = sorted({int(b) for b in data_config.bucket_lengths if 0 < b < data_config.max_length})
-  return (*smaller, data_config.max_length)
-
-
-def to_vocab_ids(codes: np.ndarray, vocab: np.ndarray) -> np.ndarray:
-  """Maps code points to indices into the sorted ``vocab``; unknown or negative -> ``IGNORE``."""
-  idx = np.clip(np.searchsorted(vocab, codes), 0, len(vocab) - 1)
-  return np.where((vocab[idx] == codes) & (codes >= 0), idx, IGNORE).astype(np.int32)
-
-
-def _example_name(split: str, index: int, pair: data_lib.Pair) -> str:
-  """'train example 3', with the file and line it came from where there is one."""
-  return f'{split} example {index}' + (f' ({pair.origin})' if pair.origin else '')
-
-
-def filter_overlong(
-  pairs: Sequence[data_lib.Pair], max_length: int, skip: bool, split: str
-) -> list[data_lib.Pair]:
-  """Raises on (or, if ``skip``, drops and counts) pairs longer than the budget; never truncates."""
-  kept = [p for p in pairs if len(p.input) <= max_length and len(p.target) <= max_length]
-  if len(kept) < len(pairs):
-    i, bad = next(
-      (i, p) for i, p in enumerate(pairs) if len(p.input) > max_length or len(p.target) > max_length
-    )
-    if not skip:
-      raise ValueError(
-        f'{_example_name(split, i, bad)} does not fit data.max_length={max_length} (input has '
-        f'{len(bad.input)} characters, target {len(bad.target)}): {bad.input[:60]!r} -> '
-        f'{bad.target[:60]!r}. Raise --config.data.max_length, or set '
-        f'--config.data.skip_overlong=True to skip such examples.'
-      )
-    logging.warning(
-      'Skipped %d of %d %s examples longer than data.max_length=%d (the first: %s).',
-      len(pairs) - len(kept),
-      len(pairs),
-      split,
-      max_length,
-      _example_name(split, i, bad),
-    )
-  return kept
-
-
-def make_examples(
-  pairs: Sequence[data_lib.Pair],
-  vocab: np.ndarray,
-  lengths: Sequence[int],
-  max_insertions: int,
-  split: str,
-  alignment: str = 'levenshtein',
-  chunk: int = 1024,
-) -> Examples:
-  """Labels every pair (``alignment``: 'levenshtein' DP or 'positional') as vocabulary ids."""
-  if len(vocab) == 0:
-    raise ValueError(
-      f'The output vocabulary is empty: every training target is the empty string, so there is '
-      f'no character to write ({split} data). Add examples with non-empty targets.'
-    )
-  if alignment == 'levenshtein':
-    label_fn = edits.edit_labels
-  elif alignment == 'positional':
-    label_fn = edits.positional_labels
-  else:
-    raise ValueError(f'Unknown alignment {alignment!r}.')
-  max_length = lengths[-1]
-  source, source_len = graphs_lib.encode([p.input for p in pairs], max_length)
-  target, target_len = graphs_lib.encode([p.target for p in pairs], max_length)
-  ops, chars, ins_chars, ins_count = _label_in_chunks(
-    label_fn, (source, source_len, target, target_len), max_insertions, chunk
-  )
-  over = np.argwhere(ins_count > max_insertions)
-  if len(over):
-    i, slot = over[0]
-    raise ValueError(
-      f'{_example_name(split, i, pairs[i])} needs {ins_count[i, slot]} characters inserted in '
-      f'one slot, more than model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> '
-      f'{pairs[i].target[:60]!r}. Raise --config.model.max_insertions.'
-    )
-  ins_ids = to_vocab_ids(ins_chars, vocab)
-  k = np.arange(max_insertions)[None, None, :]
-  ins_ids = np.where(k < ins_count[..., None], ins_ids, IGNORE)
-  ins_ids = np.where(k == ins_count[..., None], len(vocab), ins_ids)  # End marker.
-  longest = np.maximum(source_len, target_len)
-  bucket = np.searchsorted(np.asarray(lengths), longest)  # Smallest bucket with length >= longest.
-  return Examples(
-    tuple(pairs),
-    source_len,
-    source,
-    target,
-    target_len,
-    to_vocab_ids(target, vocab),
-    ops.astype(np.int32),
-    to_vocab_ids(chars, vocab),
-    ins_ids.astype(np.int32),
-    bucket.astype(np.int32),
-  )
-
-
-def _label_in_chunks(label_fn, arrays, max_insertions: int, chunk: int):
-  """Runs ``label_fn`` + ``insertion_targets`` over fixed-size chunks (one compilation each)."""
-  num_slots = arrays[0].shape[1] + 1
-  outputs = [[], [], [], []]
-  for start in range(0, len(arrays[0]), chunk):
-    rows = [a[start : start + chunk] for a in arrays]
-    real, pad = len(rows[0]), chunk - len(rows[0])
-    rows = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in rows]
-    labels = label_fn(*rows)
-    ins_chars, ins_count = edits.insertion_targets(
-      rows[2], rows[3], labels.target_slot, num_slots=num_slots, max_insertions=max_insertions
-    )
-    for out, a in zip(outputs, (labels.ops, labels.chars, ins_chars, ins_count)):
-      out.append(np.asarray(a)[:real])
-  return tuple(np.concatenate(out) for out in outputs)
-
-
-def make_batch(
-  examples: Examples, indices: np.ndarray, budget: graphs_lib.Budget
-) -> dict[str, Any]:
-  """The batch of ``examples[indices]``, padded to ``budget`` (extra slots get weight 0)."""
-  n, pad, length = len(indices), budget.batch_size - len(indices), budget.max_length
-
-  def rows(a: np.ndarray, width: int | None = None, fill: int = IGNORE) -> np.ndarray:
-    a = a[indices] if width is None else a[indices, :width]
-    return np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
-
-  return {
-    'graphs': graphs_lib.batch_dense([examples.pairs[i].input for i in indices], budget),
-    'source_len': rows(examples.source_len, fill=0),
-    'ops': rows(examples.ops, length),
-    'char_ids': rows(examples.char_ids, length),
-    'ins_ids': rows(examples.ins_ids, length + 1),
-    'source_codes': rows(examples.source_codes, length),
-    'target_codes': rows(examples.target_codes, length),
-    'target_len': rows(examples.target_len, fill=0),
-    'target_ids': rows(examples.target_ids, length),
-    'weights': np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
-  }
-
-
-class BatchSchedule:
-  """The training batches as a pure function of ``(seed, step)``.
-
-  Every epoch, each length bucket is shuffled and cut into ``ceil(n / batch_size)`` batches of
-  near-equal size (at most ``batch_size``; missing slots are padded with weight 0, no example is
-  dropped), and the order of all batches is shuffled. Epoch ``e`` uses
-  ``np.random.default_rng([seed, e])``, so a resumed run sees the same batches as an
-  uninterrupted one.
-  """
-
-  def __init__(self, bucket: np.ndarray, batch_size: int, seed: int):
-    self._members = [np.flatnonzero(bucket == b) for b in np.unique(bucket)]
-    self._batch_size, self._seed = batch_size, seed
-    self.steps_per_epoch = sum(-(-len(m) // batch_size) for m in self._members)
-    self._epoch, self._batches = None, None
-
-  def indices(self, step: int) -> np.ndarray:
-    epoch = step // self.steps_per_epoch
-    if epoch != self._epoch:
-      rng = np.random.default_rng([self._seed, epoch])
-      batches = [
-        chunk
-        for m in self._members
-        for chunk in np.array_split(rng.permutation(m), -(-len(m) // self._batch_size))
-      ]
-      self._batches = [batches[i] for i in rng.permutation(len(batches))]
-      self._epoch = epoch
-    return self._batches[step % self.steps_per_epoch]
 
 
 class TrainState(train_state.TrainState):
@@ -317,68 +116,28 @@ def create_train_state(
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-class LossSpec(NamedTuple):
-  """The static part of the loss: one compiled train step per distinct value."""
-
-  mode: str = 'cross_entropy'
-  structural: losses.StructuralSpec = losses.StructuralSpec()
-
-
-_DEFAULT_SPEC = LossSpec()
-
-
-def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
-  return LossSpec(
-    config.loss.mode,
-    losses.StructuralSpec(
-      config.model.skip_window,
-      config.loss.sinkhorn_iterations,
-      config.loss.fgw_iterations,
-      config.loss.node_cost,
-      config.loss.differentiate_plan,
-    ),
-  )
-
-
-def loss_weights(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-  """The traced loss settings: a sweep over them reuses one compiled step."""
-  keys = ('alpha', 'beta', 'gamma', 'temperature', 'hybrid_lambda')
-  return {k: jnp.asarray(config.loss[k], jnp.float32) for k in keys}
-
-
-def compute_loss(params, state: TrainState, batch, rng, spec: LossSpec, weights):
-  """The training loss of ``spec.mode`` and its metrics.
-
-  The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor.
-  """
+def compute_loss(params, state: TrainState, batch, rng, spec: losses.LossSpec, weights):
+  """Runs the model on ``batch`` (dropout from ``rng``) and returns ``losses.compute_loss``."""
   outputs = state.apply_fn({'params': params}, batch['graphs'], train=True, rngs={'dropout': rng})
-  ce, parts = losses.cross_entropy(outputs, batch)
-  parts['cross_entropy'] = ce
-  if spec.mode == 'cross_entropy':
-    return ce, parts
-  structural, struct_parts = losses.structural(outputs, batch, weights, spec.structural)
-  parts.update(struct_parts, structural=structural)
-  if spec.mode == 'structural':
-    return structural, parts
-  if spec.mode == 'hybrid':
-    lam = weights['hybrid_lambda']
-    return lam * structural + (1.0 - lam) * ce, parts
-  raise ValueError(f'Unknown loss mode {spec.mode!r}.')
+  return losses.compute_loss(outputs, batch, spec, weights)
 
 
 def _global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
+_DEFAULT_SPEC = losses.LossSpec()
+
+
 @functools.partial(jax.jit, static_argnames='spec', donate_argnums=0)
 def train_step(
-  state: TrainState, batch, rng: jax.Array, weights=None, spec: LossSpec = _DEFAULT_SPEC
+  state: TrainState, batch, rng: jax.Array, weights=None, spec: losses.LossSpec = _DEFAULT_SPEC
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step; returns the new state and scalar metrics (still on device).
 
   ``rng`` is the run's dropout key: step ``s`` uses ``fold_in(rng, s)``, so the key is a pure
   function of the step (resumed runs replay) and needs no host work per step. ``spec`` (static)
-  picks the loss; ``weights`` (traced, from :func:`loss_weights`) are its
+  picks the loss; ``weights`` (traced, from ``losses.loss_weights``) are its
   alpha/beta/gamma/temperature/hybrid_lambda, unused by the cross-entropy.
   """
   grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
@@ -399,32 +158,9 @@ def predict_step(state: TrainState, graphs: graphs_lib.DenseGraphs) -> dict[str,
   }
 
 
-def predictions_to_edits(source: str, ops, char_ids, ins_ids, vocab: np.ndarray) -> edits.Edits:
-  """Turns one example's predicted arrays into an ``Edits`` (insertions stop at the end marker)."""
-  n, end = len(source), len(vocab)
-  chars = tuple(
-    int(vocab[c]) if o == edits.MODIFY else (ord(source[i]) if o == edits.KEEP else -1)
-    for i, (o, c) in enumerate(zip(ops[:n], char_ids[:n]))
-  )
-  insertions = []
-  for slot in ins_ids[: n + 1]:
-    stop = np.flatnonzero(slot == end)
-    insertions.append(''.join(chr(vocab[c]) for c in slot[: stop[0] if len(stop) else len(slot)]))
-  return edits.Edits(tuple(int(o) for o in ops[:n]), chars, tuple(insertions))
-
-
-def eval_batches(examples: Examples, budgets: Sequence[graphs_lib.Budget]):
-  """Yields (indices, batch) over all examples, bucket by bucket, in a fixed order."""
-  for b, budget in enumerate(budgets):
-    members = np.flatnonzero(examples.bucket == b)
-    for start in range(0, len(members), budget.batch_size):
-      idx = members[start : start + budget.batch_size]
-      yield idx, make_batch(examples, idx, budget)
-
-
 def evaluate(
   state: TrainState,
-  examples: Examples,
+  examples: input_pipeline.Examples,
   budgets: Sequence[graphs_lib.Budget],
   vocab: np.ndarray,
   metrics_config: ml_collections.ConfigDict | None = None,
@@ -437,13 +173,13 @@ def evaluate(
   the batches are split across its devices (``state`` must be replicated on it).
   """
   predictions, op_hits, label_hits, positions = [None] * len(examples), 0, 0, 0
-  for idx, batch in eval_batches(examples, budgets):
+  for idx, batch in input_pipeline.eval_batches(examples, budgets):
     graphs = batch['graphs'] if mesh is None else parallel.shard_batch(batch['graphs'], mesh)
     out = parallel.to_host(predict_step(state, graphs))
     for b, i in enumerate(idx):
       source = examples.pairs[i].input
       n = len(source)
-      pred = predictions_to_edits(
+      pred = edits.predictions_to_edits(
         source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b], vocab
       )
       predictions[i] = edits.apply_edits(source, pred)
@@ -451,7 +187,8 @@ def evaluate(
       modify = batch['ops'][b, :n] == edits.MODIFY
       node_ok_full = node_ok & (~modify | (out['char_ids'][b, :n] == batch['char_ids'][b, :n]))
       gold_ins = batch['ins_ids'][b, : n + 1]
-      slot_ok = np.all((gold_ins == IGNORE) | (out['ins_ids'][b, : n + 1] == gold_ins), axis=-1)
+      slot_hit = (gold_ins == edits.IGNORE) | (out['ins_ids'][b, : n + 1] == gold_ins)
+      slot_ok = np.all(slot_hit, axis=-1)
       op_hits += node_ok.sum()
       label_hits += node_ok_full.sum() + slot_ok.sum()
       positions += 2 * n + 1
@@ -477,30 +214,7 @@ def _save_json(path: str, obj: Any) -> None:
   metrics_lib.write_atomically(path, json.dumps(obj, indent=2))
 
 
-def load_data(config: ml_collections.ConfigDict):
-  """Datasets, vocabulary and labelled examples for ``config`` (validated first)."""
-  config_lib.validate(config)
-  train_pairs, eval_pairs = data_lib.get_datasets(config.data, config.seed)
-  lengths = bucket_lengths(config.data)
-  train_pairs = filter_overlong(train_pairs, lengths[-1], config.data.skip_overlong, 'train')
-  eval_pairs = filter_overlong(eval_pairs, lengths[-1], config.data.skip_overlong, 'eval')
-  if not train_pairs or not eval_pairs:
-    raise ValueError(
-      f'Empty dataset after filtering: {len(train_pairs)} train and '
-      f'{len(eval_pairs)} eval examples.'
-    )
-  vocab = np.asarray(data_lib.vocabulary(train_pairs), np.int32)
-  make = functools.partial(
-    make_examples,
-    vocab=vocab,
-    lengths=lengths,
-    max_insertions=config.model.max_insertions,
-    alignment=config.data.alignment,
-  )
-  return vocab, make(train_pairs, split='train'), make(eval_pairs, split='eval')
-
-
-def _log_samples(examples: Examples, predictions: list[str], count: int) -> None:
+def _log_samples(examples: input_pipeline.Examples, predictions: list[str], count: int) -> None:
   for pair, pred in list(zip(examples.pairs, predictions))[:count]:
     mark = 'ok ' if pred == pair.target else 'BAD'
     logging.info('  %s %r -> %r (target %r)', mark, pair.input, pred, pair.target)
@@ -512,7 +226,7 @@ def train_and_evaluate(
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
 
   Returns the final evaluation metrics, also written to ``workdir/results.json``; every held-out
-  prediction goes to ``workdir/predictions.jsonl``. ``data`` may hold what :func:`load_data`
+  prediction goes to ``workdir/predictions.jsonl``. ``data`` may hold what ``load_data``
   returns for this config (a sweep labels its data once); the config is validated either way.
   Training and evaluation run data-parallel on ``config.num_devices`` devices (``parallel``);
   only the first process of a multi-host run writes files other than checkpoints.
@@ -520,7 +234,7 @@ def train_and_evaluate(
   check_workdir(workdir)
   try:
     if data is None:
-      data = load_data(config)  # Validates the config first.
+      data = input_pipeline.load_data(config)  # Validates the config first.
     else:
       config_lib.validate(config)
     vocab, train_ex, eval_ex = data
@@ -540,7 +254,7 @@ def train_and_evaluate(
     _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])
   budgets = [
     graphs_lib.Budget(config.batch_size, length, config.model.skip_window)
-    for length in bucket_lengths(config.data)
+    for length in input_pipeline.bucket_lengths(config.data)
   ]
   model = models.create_model(config.model, len(vocab))
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
@@ -614,9 +328,9 @@ def _train_loop(
   checkpoint, where they are checked all at once (no host sync per step). A non-finite one stops
   the run before anything is evaluated or saved, so the latest checkpoint is the last finite state.
   """
-  schedule = BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
-  spec = loss_spec(config)
-  weights, step_rng = parallel.replicate((loss_weights(config), step_rng), mesh)
+  schedule = input_pipeline.BatchSchedule(train_ex.bucket, config.batch_size, config.seed)
+  spec = losses.loss_spec(config)
+  weights, step_rng = parallel.replicate((losses.loss_weights(config), step_rng), mesh)
   t_log, s_log, final = time.time(), int(state.step), None
   unchecked = []  # (step, loss, grad_norm) since the last check; values still on the device.
 
@@ -639,7 +353,8 @@ def _train_loop(
 
   for step in range(int(state.step), config.num_train_steps):
     idx = schedule.indices(step)
-    batch = parallel.shard_batch(make_batch(train_ex, idx, budgets[train_ex.bucket[idx[0]]]), mesh)
+    budget = budgets[train_ex.bucket[idx[0]]]
+    batch = parallel.shard_batch(input_pipeline.make_batch(train_ex, idx, budget), mesh)
     state, step_metrics = train_step(state, batch, step_rng, weights, spec=spec)
     done, last = step + 1, step + 1 == config.num_train_steps
     unchecked.append((done, step_metrics['loss'], step_metrics['grad_norm']))

@@ -7,7 +7,7 @@ import subprocess
 
 import ml_collections
 import pytest
-from conftest import ROOT, cli_command
+from conftest import ROOT, cli_command, config_flags, tiny_config
 
 from grapheme_jax import config_lib
 
@@ -114,6 +114,7 @@ def _cli(*args):
   return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 def test_cli_unknown_key_is_one_line(tmp_path):
   proc = _cli('--config=configs/cross_entropy.py', f'--workdir={tmp_path}', '--config.loss.alpah=1')
   assert proc.returncode != 0
@@ -123,6 +124,7 @@ def test_cli_unknown_key_is_one_line(tmp_path):
   ]
 
 
+@pytest.mark.slow
 def test_cli_bad_value_is_one_line(tmp_path):
   proc = _cli(
     '--config=configs/cross_entropy.py', f'--workdir={tmp_path}', '--config.data.name=nope'
@@ -132,6 +134,7 @@ def test_cli_bad_value_is_one_line(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_trains_on_jsonl_files(tmp_path):
   pairs = [
     {'input': 'abc', 'target': 'abd'},
@@ -142,28 +145,19 @@ def test_cli_trains_on_jsonl_files(tmp_path):
     with open(tmp_path / f'{name}.jsonl', 'w', encoding='utf-8') as f:
       f.writelines(json.dumps(p) + '\n' for p in pairs)
   workdir = tmp_path / 'run'
-  tiny = [
-    '--config.num_train_steps=3',
-    '--config.batch_size=2',
-    '--config.log_every_steps=1',
-    '--config.eval_every_steps=3',
-    '--config.checkpoint_every_steps=3',
-    '--config.model.hidden_dim=16',
-    '--config.model.embed_dim=8',
-    '--config.model.num_layers=1',
-    '--config.model.num_heads=2',
-    '--config.optimizer.warmup_steps=1',
-    '--config.data.max_length=8',
-    '--config.data.bucket_lengths=()',
-  ]
+  config = tiny_config()
+  config.num_train_steps, config.batch_size, config.log_every_steps = 3, 2, 1
+  config.eval_every_steps, config.checkpoint_every_steps = 3, 3
+  config.model.hidden_dim, config.model.embed_dim, config.model.num_layers = 16, 8, 1
+  config.optimizer.warmup_steps, config.data.max_length, config.data.bucket_lengths = 1, 8, ()
+  config.data.name = 'jsonl'
+  config.data.train_path = f'{tmp_path}/train.jsonl'
+  config.data.eval_path = f'{tmp_path}/eval.jsonl'
   proc = _cli(
     '--config=configs/cross_entropy.py',
     f'--workdir={workdir}',
-    '--config.data.name=jsonl',
-    f'--config.data.train_path={tmp_path}/train.jsonl',
-    f'--config.data.eval_path={tmp_path}/eval.jsonl',
     f'--compilation_cache={tmp_path}/cache',
-    *tiny,
+    *config_flags(config),
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert os.listdir(tmp_path / 'cache')  # Compiled steps persist for the next start.

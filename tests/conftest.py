@@ -1,12 +1,13 @@
-"""Shared test settings: a persistent compilation cache, a tiny config, the CLI in a subprocess."""
+"""Shared test settings: compilation cache, tiny config, labelled pairs, the CLI in a subprocess."""
 
 import os
 import sys
 
 import jax
+import numpy as np
 import pytest
 
-from grapheme_jax import config_lib
+from grapheme_jax import config_lib, data, input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +43,43 @@ def tiny_config():
 @pytest.fixture
 def config():
   return tiny_config()
+
+
+def config_flags(config) -> list[str]:
+  """``--config.KEY=VALUE`` for every key where ``config`` differs from ``base_config()``.
+
+  CLI tests start from :func:`tiny_config` (with their own changes) and pass these flags, so that
+  every test runs one shared tiny config rather than a hand-written near-copy of it.
+  """
+  base = config_lib.base_config()
+  flags = []
+  for key in config_lib.leaf_keys(base):
+    value = config_lib._get(config, key)
+    if value != config_lib._get(base, key):
+      flags.append(
+        f'--config.{key}={value!r}' if isinstance(value, tuple) else f'--config.{key}={value}'
+      )
+  return flags
+
+
+# Pairs that exercise every kind of edit: insertion before the first character, into an empty
+# input, deletion to empty, substitutions, several insertions in one slot, non-ASCII.
+PAIRS = [
+  data.Pair('bc', 'abc'),
+  data.Pair('', 'xy'),
+  data.Pair('xyz', ''),
+  data.Pair('(+ 1 2)', '3'),
+  data.Pair('cat', 'act'),
+  data.Pair('hello', 'hello!!'),
+  data.Pair('Zürich', 'Zurich'),
+  data.Pair('ab', 'ba'),
+]
+
+
+def labelled_examples(pairs=PAIRS, vocab=None, lengths=(8, 16), k=8, alignment='levenshtein'):
+  """(vocabulary, ``input_pipeline.Examples``) of ``pairs``; by default the targets' vocabulary."""
+  vocab = np.asarray(data.vocabulary(pairs) if vocab is None else vocab, np.int32)
+  return vocab, input_pipeline.make_examples(pairs, vocab, lengths, k, 'test', alignment)
 
 
 def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:

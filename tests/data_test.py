@@ -14,8 +14,7 @@ import re
 import ml_collections
 import pytest
 
-from grapheme_jax import data
-from grapheme_jax import train as train_lib
+from grapheme_jax import data, input_pipeline
 
 Fraction = fractions.Fraction
 ALL_LEVELS = tuple(range(1, 8))
@@ -601,5 +600,5 @@ def test_jsonl_huge_line_loads_exactly_and_is_named_by_the_length_check(tmp_path
   pairs = data.load_jsonl(path)
   assert pairs[1].input == huge
   with pytest.raises(ValueError, match=re.escape(f'train example 1 ({path}:2) does not fit')):
-    train_lib.filter_overlong(pairs, 32, skip=False, split='train')
-  assert train_lib.filter_overlong(pairs, 32, skip=True, split='train') == pairs[:1]
+    input_pipeline.filter_overlong(pairs, 32, skip=False, split='train')
+  assert input_pipeline.filter_overlong(pairs, 32, skip=True, split='train') == pairs[:1]

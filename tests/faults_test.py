@@ -15,7 +15,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import ROOT, cli_command
+from conftest import ROOT, cli_command, config_flags, tiny_config
 
 from grapheme_jax import metrics as metrics_lib
 
@@ -26,25 +26,18 @@ TIMING_KEYS = ('train/steps_per_sec', 'train_seconds')
 
 def _start(workdir, cache, log):
   """Starts the CLI; its log goes to the file ``log`` (a pipe nobody reads could fill and block)."""
-  args = [
+  config = tiny_config()
+  config.num_train_steps, config.log_every_steps = STEPS, LOG_EVERY
+  config.eval_every_steps, config.checkpoint_every_steps = EVAL_EVERY, SAVE_EVERY
+  config.batch_size, config.data.bucket_lengths = 4, ()
+  config.model.hidden_dim, config.model.embed_dim, config.model.num_layers = 16, 8, 1
+  config.model.codepoint_buckets = 64
+  argv, env = cli_command(
     '--config=configs/cross_entropy.py',
     f'--workdir={workdir}',
     f'--compilation_cache={cache}',
-    '--config.data.name=kindergarten',
-    f'--config.num_train_steps={STEPS}',
-    f'--config.log_every_steps={LOG_EVERY}',
-    f'--config.eval_every_steps={EVAL_EVERY}',
-    f'--config.checkpoint_every_steps={SAVE_EVERY}',
-    '--config.batch_size=4',
-    '--config.model.hidden_dim=16',
-    '--config.model.embed_dim=8',
-    '--config.model.num_layers=1',
-    '--config.model.num_heads=2',
-    '--config.model.codepoint_buckets=64',
-    '--config.optimizer.warmup_steps=5',
-    '--config.data.bucket_lengths=()',
-  ]
-  argv, env = cli_command(*args)
+    *config_flags(config),
+  )
   with open(log, 'w') as f:
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=f)
 

@@ -38,7 +38,7 @@ def _config():
 def _child(workdir: str) -> None:
   import jax  # noqa: PLC0415
 
-  from grapheme_jax import graphs, models, train  # noqa: PLC0415
+  from grapheme_jax import graphs, input_pipeline, losses, models, train  # noqa: PLC0415
 
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   config = _config()
@@ -47,7 +47,7 @@ def _child(workdir: str) -> None:
     train.train_and_evaluate(config, os.path.join(workdir, f'devices_{n}'))
 
   # The 8-device step splits the batch, keeps the state replicated and all-reduces gradients.
-  vocab, train_ex, _ = train.load_data(config)
+  vocab, train_ex, _ = input_pipeline.load_data(config)
   budget = graphs.Budget(config.batch_size, config.data.bucket_lengths[0], 2)
   mesh = parallel.make_mesh(NUM_DEVICES, config.batch_size)
   model = models.create_model(config.model, len(vocab))
@@ -55,10 +55,10 @@ def _child(workdir: str) -> None:
     train.create_train_state(jax.random.key(0), config, model, budget), mesh
   )
   idx = np.flatnonzero(train_ex.bucket == 0)[: config.batch_size]
-  batch = parallel.shard_batch(train.make_batch(train_ex, idx, budget), mesh)
-  args = (state, batch, jax.random.key(0), train.loss_weights(config))
-  hlo = train.train_step.lower(*args, spec=train.loss_spec(config)).compile().as_text()
-  state, _ = train.train_step(*args, spec=train.loss_spec(config))
+  batch = parallel.shard_batch(input_pipeline.make_batch(train_ex, idx, budget), mesh)
+  args = (state, batch, jax.random.key(0), losses.loss_weights(config))
+  hlo = train.train_step.lower(*args, spec=losses.loss_spec(config)).compile().as_text()
+  state, _ = train.train_step(*args, spec=losses.loss_spec(config))
   with open(os.path.join(workdir, 'placement.json'), 'w') as f:
     json.dump(
       {

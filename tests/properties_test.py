@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rapidfuzz.distance import Levenshtein
 
-from grapheme_jax import data, edits, graphs, train
+from grapheme_jax import data, edits, graphs, input_pipeline
 from grapheme_jax.edits import DELETE, KEEP, MODIFY
 
 # One fixed DP shape: _ROWS pairs, both sides padded to _WIDTH code points. 40 > 32 puts targets on
@@ -359,7 +359,7 @@ def test_decoding_any_prediction_uses_only_source_and_vocabulary(
   ins_ids = data_.draw(
     hnp.arrays(np.int32, (_WIDTH + 1, max_insertions), elements=st.integers(0, len(vocab)))
   )
-  script = train.predictions_to_edits(source, ops, char_ids, ins_ids, vocab)
+  script = edits.predictions_to_edits(source, ops, char_ids, ins_ids, vocab)
   decoded = edits.apply_edits(source, script)
   assert decoded == _reference_decode(source, ops, char_ids, ins_ids, vocab)
   assert set(decoded) <= set(source) | {chr(c) for c in vocab.tolist()}
@@ -369,7 +369,7 @@ def test_decoding_any_prediction_uses_only_source_and_vocabulary(
 
 def _make_examples(pairs, vocab, alignment='levenshtein', max_insertions=_WIDTH):
   """The training path's labelling at the fixed shape (one budget of _WIDTH, chunks of _ROWS)."""
-  return train.make_examples(
+  return input_pipeline.make_examples(
     pairs, vocab, (_WIDTH,), max_insertions, 'test', alignment=alignment, chunk=_ROWS
   )
 
@@ -389,7 +389,7 @@ def test_gold_labels_decode_to_the_target(alignment, pairs, extra):
     assert (examples.source_len[i], examples.target_len[i]) == (n, m)
     assert examples.source_codes[i, :n].tolist() == _code_points(pair.input)
     assert examples.target_codes[i, :m].tolist() == _code_points(pair.target)
-    script = train.predictions_to_edits(
+    script = edits.predictions_to_edits(
       pair.input, examples.ops[i], examples.char_ids[i], examples.ins_ids[i], vocab
     )
     assert edits.apply_edits(pair.input, script) == pair.target, pair
@@ -555,7 +555,7 @@ def test_filter_overlong_raises_naming_the_example_or_drops_exactly_those(
   first = _first(i for i, pair in enumerate(pairs) if not fits(pair))
   if first is not None and not skip:
     with pytest.raises(ValueError) as error:
-      train.filter_overlong(pairs, max_length, skip=False, split=split)
+      input_pipeline.filter_overlong(pairs, max_length, skip=False, split=split)
     message = str(error.value)
     assert re.match(
       rf'{split} example {first}\b.* does not fit data.max_length={max_length}\b', message
@@ -563,5 +563,5 @@ def test_filter_overlong_raises_naming_the_example_or_drops_exactly_those(
     assert f'input has {len(pairs[first].input)} characters' in message
     assert repr(pairs[first].input[:60]) in message and repr(pairs[first].target[:60]) in message
     return
-  kept = train.filter_overlong(pairs, max_length, skip=skip, split=split)
+  kept = input_pipeline.filter_overlong(pairs, max_length, skip=skip, split=split)
   assert kept == [pair for pair in pairs if fits(pair)]  # Same pairs, same order, unchanged.

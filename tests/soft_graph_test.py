@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grapheme_jax import edits, graphs, soft_graph, train
+from grapheme_jax import edits, graphs, soft_graph
 
 VOCAB = np.array(sorted(map(ord, 'abcxyz')), np.int32)
 
@@ -53,7 +53,7 @@ def test_hard_outputs_give_exactly_the_decoded_text_graph(window):
     soft = soft_graph.predicted_graphs(outputs, jnp.asarray(codes), jnp.asarray(lengths), window)
     soft = jax.tree.map(np.asarray, soft)
     for i, source in enumerate(sources):
-      pred = train.predictions_to_edits(source, ops[i], chars[i], ins[i], VOCAB)
+      pred = edits.predictions_to_edits(source, ops[i], chars[i], ins[i], VOCAB)
       text = edits.apply_edits(source, pred)
       assert set(np.unique(soft.mass[i])) <= {0.0, 1.0}
       alive = soft.mass[i] == 1

@@ -65,6 +65,7 @@ def test_bad_sweeps_are_one_line_errors(tmp_path):
   ]
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
   workdir = str(tmp_path / 'sweep')
   cache_sizes, messages = [], []
@@ -120,6 +121,7 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
     sweep.run_sweep(other, POINTS, workdir)
 
 
+@pytest.mark.slow
 def test_sweep_cli_rejects_an_override_of_a_swept_key(tmp_path):
   result = subprocess.run(
     [sys.executable, '-m', 'experiments.sweep', '--config=configs/structural.py',

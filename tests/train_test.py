@@ -1,8 +1,7 @@
-"""Tests for labelling, batching, the train step, overfitting, and the end-to-end loop."""
+"""Tests for training: the train step, overfitting, and the end-to-end loop with its faults."""
 
 import errno
 import json
-import logging
 import os
 
 import chex
@@ -10,80 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import PAIRS, labelled_examples, tiny_config
 from etils import epath
 
-from grapheme_jax import checkpoints, data, edits, graphs, models, train
+from grapheme_jax import checkpoints, graphs, input_pipeline, losses, models, train
 from grapheme_jax import metrics as metrics_lib
-
-# Pairs that exercise every kind of edit: insertion before the first character, into an empty
-# input, deletion to empty, substitutions, several insertions in one slot, non-ASCII.
-PAIRS = [
-  data.Pair('bc', 'abc'),
-  data.Pair('', 'xy'),
-  data.Pair('xyz', ''),
-  data.Pair('(+ 1 2)', '3'),
-  data.Pair('cat', 'act'),
-  data.Pair('hello', 'hello!!'),
-  data.Pair('Zürich', 'Zurich'),
-  data.Pair('ab', 'ba'),
-]
-
-
-def _examples(pairs, vocab=None, lengths=(8, 16), k=8, alignment='levenshtein'):
-  vocab = np.asarray(data.vocabulary(pairs) if vocab is None else vocab, np.int32)
-  return vocab, train.make_examples(pairs, vocab, lengths, k, 'test', alignment)
-
-
-def _decode(examples, vocab, i, ops, char_ids, ins_ids):
-  source = examples.pairs[i].input
-  predicted = train.predictions_to_edits(source, ops, char_ids, ins_ids, vocab)
-  return edits.apply_edits(source, predicted)
-
-
-@pytest.mark.parametrize('alignment', ['levenshtein', 'positional'])
-def test_gold_labels_decode_to_the_target_on_every_math_level(alignment):
-  pairs = [p for level in range(1, 8) for p in data.math_problems(level)[::7]] + PAIRS
-  pairs += data.kindergarten()
-  vocab, ex = _examples(pairs, lengths=(16, 32), alignment=alignment)
-  for i in range(len(ex)):
-    assert _decode(ex, vocab, i, ex.ops[i], ex.char_ids[i], ex.ins_ids[i]) == pairs[i].target
-
-
-def test_too_many_insertions_is_an_error_naming_the_example():
-  with pytest.raises(ValueError, match=r'test example 1 needs 9 characters.*max_insertions=8'):
-    _examples([data.Pair('a', 'a'), data.Pair('a', 'abcdefghij')])
-
-
-def test_overlong_examples_error_or_are_skipped_and_counted(caplog):
-  pairs = [data.Pair('abc', 'd'), data.Pair('x' * 9, 'y'), data.Pair('z', 'y' * 10)]
-  with pytest.raises(ValueError, match=r'train example 1 does not fit data.max_length=8'):
-    train.filter_overlong(pairs, 8, skip=False, split='train')
-  with caplog.at_level(logging.WARNING):
-    assert train.filter_overlong(pairs, 8, skip=True, split='train') == pairs[:1]
-  assert 'Skipped 2 of 3 train examples longer than data.max_length=8' in caplog.text
-
-
-def test_buckets_are_the_smallest_that_fit():
-  _, ex = _examples([data.Pair('a' * 8, 'b'), data.Pair('a', 'b' * 9), data.Pair('', '')])
-  assert ex.bucket.tolist() == [0, 1, 0]
-
-
-def test_batch_schedule_is_deterministic_and_covers_each_epoch_once():
-  bucket = np.array([0] * 10 + [1] * 7)
-  a, b = train.BatchSchedule(bucket, 4, seed=3), train.BatchSchedule(bucket, 4, seed=3)
-  assert a.steps_per_epoch == 3 + 2
-  epoch = [a.indices(s) for s in range(a.steps_per_epoch)]
-  assert sorted(np.concatenate(epoch).tolist()) == list(range(17))
-  assert all(len(set(bucket[i])) == 1 for i in epoch)  # A batch never mixes buckets.
-  for step in [7, 2, 11, 0]:  # Any order of access gives the same batches.
-    np.testing.assert_array_equal(a.indices(step), b.indices(step))
 
 
 @pytest.fixture(scope='module')
 def setup():
   config = tiny_config()
-  vocab, ex = _examples(PAIRS)
+  vocab, ex = labelled_examples()
   budget = graphs.Budget(config.batch_size, 8, config.model.skip_window)
   model = models.create_model(config.model, len(vocab))
   state = train.create_train_state(jax.random.key(0), config, model, budget)
@@ -91,7 +27,7 @@ def setup():
 
 
 def _batch(ex, idx, budget):
-  return jax.tree.map(jnp.asarray, train.make_batch(ex, np.asarray(idx), budget))
+  return jax.tree.map(jnp.asarray, input_pipeline.make_batch(ex, np.asarray(idx), budget))
 
 
 @pytest.mark.parametrize('mode', ['cross_entropy', 'structural', 'hybrid'])
@@ -101,13 +37,13 @@ def test_train_step_is_finite_and_never_retraces(setup, mode):
   config = config.copy_and_resolve_references()
   config.loss.mode = mode
   chex.clear_trace_counter()
-  spec = train.loss_spec(config)
+  spec = losses.loss_spec(config)
   step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=1), static_argnames='spec')
   small = [i for i in range(len(ex)) if ex.bucket[i] == 0]
   for i, idx in enumerate([small[:3], small[3:], small[::-1]]):
     config.loss.alpha, config.loss.gamma = 1.0 + i, 2.0 / (1 + i)
     config.loss.temperature, config.loss.hybrid_lambda = 0.1 / (1 + i), 0.3 * i
-    weights = train.loss_weights(config)
+    weights = losses.loss_weights(config)
     state, metrics = step(state, _batch(ex, idx, budget), jax.random.key(i), weights, spec=spec)
     assert all(np.isfinite(float(v)) for v in metrics.values())
     if mode != 'cross_entropy':
@@ -115,22 +51,14 @@ def test_train_step_is_finite_and_never_retraces(setup, mode):
   assert int(state.step) == 3
 
 
-def test_predictions_do_not_depend_on_batch_neighbours_or_padding(setup):
-  config, vocab, ex, budget, state = setup
-  big = graphs.Budget(config.batch_size, 16, config.model.skip_window)
-  out_a = train.predict_step(state, _batch(ex, [0], budget)['graphs'])
-  out_b = train.predict_step(state, _batch(ex, [4, 1, 0], big)['graphs'])
-  for key in out_a:
-    np.testing.assert_array_equal(out_a[key][0, :3], out_b[key][2, :3])
-
-
+@pytest.mark.slow
 def test_overfits_a_handful_of_pairs():
   config = tiny_config()
   config.model.dropout_rate = 0.0
   config.optimizer.weight_decay = 0.0
   config.optimizer.learning_rate = 3e-3
   config.num_train_steps = 300
-  vocab, ex = _examples(PAIRS)
+  vocab, ex = labelled_examples()
   budgets = [graphs.Budget(config.batch_size, n, 2) for n in (8, 16)]
   model = models.create_model(config.model, len(vocab))
   state = train.create_train_state(jax.random.key(0), config, model, budgets[0])
@@ -150,6 +78,7 @@ def _steps(workdir):
     return [json.loads(line)['step'] for line in f]
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_writes_files_and_resumes(tmp_path):
   config = tiny_config()
   workdir = str(tmp_path)
@@ -171,6 +100,7 @@ class _Crash(Exception):
   pass
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
   config = tiny_config()
   straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
@@ -197,6 +127,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
   assert drop_time(resumed) == drop_time(straight)
 
 
+@pytest.mark.slow
 def test_non_finite_step_stops_before_saving_and_keeps_the_last_finite_checkpoint(
   tmp_path, monkeypatch
 ):
@@ -235,6 +166,7 @@ def _truncate_files(directory):
         f.truncate(os.path.getsize(path) // 2)
 
 
+@pytest.mark.slow
 def test_unreadable_latest_checkpoint_is_reported_moved_aside_and_the_previous_one_used(
   tmp_path, caplog
 ):
@@ -258,6 +190,7 @@ def test_unreadable_latest_checkpoint_is_reported_moved_aside_and_the_previous_o
     train.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_unwritable_workdir_and_full_disk_are_one_clear_error(tmp_path, monkeypatch):
   config = tiny_config()
   (tmp_path / 'a_file').write_text('')
@@ -279,6 +212,7 @@ def test_unwritable_workdir_and_full_disk_are_one_clear_error(tmp_path, monkeypa
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   'error',
   [
@@ -324,7 +258,7 @@ def test_bad_or_empty_data_stops_before_anything_is_compiled(
   def compiled(*args, **kwargs):
     raise AssertionError('labelling or the model started before the data error was raised')
 
-  monkeypatch.setattr(train, 'make_examples', compiled)
+  monkeypatch.setattr(input_pipeline, 'make_examples', compiled)
   monkeypatch.setattr(models, 'create_model', compiled)
   (tmp_path / 'train.jsonl').write_text(''.join(line + '\n' for line in train_lines))
   (tmp_path / 'eval.jsonl').write_text('{"input": "a", "target": "b"}\n')
@@ -342,6 +276,7 @@ def test_bad_or_empty_data_stops_before_anything_is_compiled(
       train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_ctrl_c_lets_the_pending_save_finish_and_says_where_to_resume(tmp_path, monkeypatch):
   real_step, calls = train.train_step, []
 

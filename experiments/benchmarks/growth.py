@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from grapheme_jax import config_lib, data, graphs, models, parallel, train
+from grapheme_jax import config_lib, data, graphs, input_pipeline, losses, models, parallel, train
 
 LENGTHS = (16, 32, 64, 128, 256)
 
@@ -35,7 +35,7 @@ def _examples(config, length: int, batch: int, seed: int = 0):
     for _ in range(batch)
   ]
   vocab = np.asarray(data.vocabulary(pairs), np.int32)
-  examples = train.make_examples(
+  examples = input_pipeline.make_examples(
     pairs, vocab, (length,), config.model.max_insertions, 'growth', 'positional'
   )
   return vocab, examples
@@ -52,12 +52,12 @@ def measure(config, length: int, batch: int, steps: int) -> dict:
   state = parallel.replicate(
     train.create_train_state(jax.random.key(0), config, model, budget), mesh
   )
-  host_batch = train.make_batch(examples, np.arange(batch), budget)
+  host_batch = input_pipeline.make_batch(examples, np.arange(batch), budget)
   device_batch = parallel.shard_batch(host_batch, mesh)
-  rng, weights = parallel.replicate((jax.random.key(0), train.loss_weights(config)), mesh)
+  rng, weights = parallel.replicate((jax.random.key(0), losses.loss_weights(config)), mesh)
   start = time.perf_counter()
   compiled = train.train_step.lower(
-    state, device_batch, rng, weights, spec=train.loss_spec(config)
+    state, device_batch, rng, weights, spec=losses.loss_spec(config)
   ).compile()
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from grapheme_jax import config_lib, graphs, models, parallel, train
+from grapheme_jax import config_lib, graphs, input_pipeline, losses, models, parallel, train
 
 
 @contextlib.contextmanager
@@ -44,16 +44,16 @@ def count_compilation_events():
 
 def run(config=None, steps: int = 50, modes=config_lib.LOSS_MODES) -> list[dict]:
   config = config_lib.base_config() if config is None else config
-  vocab, examples, _ = train.load_data(config)
-  lengths = train.bucket_lengths(config.data)
+  vocab, examples, _ = input_pipeline.load_data(config)
+  lengths = input_pipeline.bucket_lengths(config.data)
   budgets = [graphs.Budget(config.batch_size, n, config.model.skip_window) for n in lengths]
   model = models.create_model(config.model, len(vocab))
-  schedule = train.BatchSchedule(examples.bucket, config.batch_size, config.seed)
+  schedule = input_pipeline.BatchSchedule(examples.bucket, config.batch_size, config.seed)
   mesh = parallel.make_mesh(config.num_devices, config.batch_size)
 
   def batch(indices):
     budget = budgets[examples.bucket[indices[0]]]
-    return parallel.shard_batch(train.make_batch(examples, indices, budget), mesh)
+    return parallel.shard_batch(input_pipeline.make_batch(examples, indices, budget), mesh)
 
   batches = [batch(schedule.indices(step)) for step in range(steps)]
   members = [np.flatnonzero(examples.bucket == b) for b in range(len(lengths))]
@@ -61,8 +61,8 @@ def run(config=None, steps: int = 50, modes=config_lib.LOSS_MODES) -> list[dict]
   rows = []
   for mode in modes:
     config.loss.mode = mode
-    spec = train.loss_spec(config)
-    weights, rng = parallel.replicate((train.loss_weights(config), jax.random.key(0)), mesh)
+    spec = losses.loss_spec(config)
+    weights, rng = parallel.replicate((losses.loss_weights(config), jax.random.key(0)), mesh)
     state = train.create_train_state(jax.random.key(0), config, model, budgets[0])
     state = parallel.replicate(state, mesh)
     compile_s = {}

@@ -1,4 +1,4 @@
-"""Laws of the structural loss (losses.structural and friends)."""
+"""Laws of the losses: the structural loss (losses.structural and friends) and the mode mix."""
 
 import functools
 
@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import labelled_examples, tiny_config
 from scipy.optimize import linear_sum_assignment
 
-from grapheme_jax import config_lib, graphs, losses, soft_graph
+from grapheme_jax import config_lib, graphs, input_pipeline, losses, soft_graph
 
 DEFAULTS = {k: config_lib.base_config().loss[k] for k in config_lib.STRUCTURAL_KEYS}
 IGNORE = losses.IGNORE
@@ -258,3 +259,45 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
   # Nothing flows into padding: nodes past the source length, or the weight-0 example.
   np.testing.assert_array_equal(grad['op_logits'][0, 5:], 0.0)
   np.testing.assert_array_equal(grad['op_logits'][3], 0.0)
+
+
+@pytest.fixture(scope='module')
+def labelled_batch():
+  """A labelled batch of the shared pairs and random model outputs of its shapes (K = 8)."""
+  vocab, ex = labelled_examples()
+  budget = graphs.Budget(8, 8, 2)
+  batch = input_pipeline.make_batch(ex, np.flatnonzero(ex.bucket == 0), budget)
+  batch = {k: jnp.asarray(v) for k, v in batch.items() if k != 'graphs'}
+  rng = np.random.default_rng(0)
+  outputs = _random_outputs(rng, batch_size=8, length=8, k=8, v=len(vocab))
+  return outputs, batch
+
+
+def test_each_mode_is_its_documented_mix_of_the_two_losses(labelled_batch):
+  outputs, batch = labelled_batch
+  config = tiny_config()
+  config.loss.hybrid_lambda = 0.3
+  weights = losses.loss_weights(config)
+  values = {}
+  for mode in config_lib.LOSS_MODES:
+    config.loss.mode = mode
+    values[mode], parts = losses.compute_loss(outputs, batch, losses.loss_spec(config), weights)
+    assert parts['cross_entropy'] == losses.cross_entropy(outputs, batch)[0]
+  ce, structural = values['cross_entropy'], values['structural']
+  assert float(structural) == float(parts['structural'])
+  np.testing.assert_allclose(values['hybrid'], 0.3 * structural + 0.7 * ce, rtol=1e-6)
+  expected = (
+    parts['node_cost'] * config.loss.alpha
+    + parts['edge_cost'] * config.loss.beta
+    + parts['clique_cost'] * config.loss.gamma
+  )
+  np.testing.assert_allclose(structural, expected, rtol=1e-6)
+  config.loss.mode = 'nope'
+  with pytest.raises(ValueError, match="Unknown loss mode 'nope'"):
+    losses.compute_loss(outputs, batch, losses.loss_spec(config), weights)
+
+
+def test_structural_loss_texts_total_is_the_weighted_sum_of_its_terms():
+  out = losses.structural_loss_texts('hello', 'help', alpha=0.7, beta=0.2, gamma=1.5)
+  assert out['total'] == pytest.approx(0.7 * out['node'] + 0.2 * out['edge'] + 1.5 * out['clique'])
+  assert min(out['node'], out['edge'], out['clique']) > 0
