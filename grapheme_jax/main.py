@@ -37,6 +37,21 @@ class _QuietOrbax(py_logging.Filter):
     return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
 
 
+class _QuietBackendProbe(py_logging.Filter):
+  """Drops jax's INFO note that an optional backend is absent ("Unable to initialize backend
+  'tpu'" on every CPU machine), which reads as an error. A backend the user asked for
+  (JAX_PLATFORMS) fails with an exception instead, and jax's hints stay (they are warnings)."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or not str(record.msg).startswith(
+      'Unable to initialize backend'
+    )
+
+
+# At import, not in setup_logging: a multi-host start probes the backends before that runs.
+py_logging.getLogger('jax._src.xla_bridge').addFilter(_QuietBackendProbe())
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags; a bad flag or config override exits with one line naming it, not a traceback."""
   try:
