@@ -27,6 +27,13 @@ flags.DEFINE_string(
   'shapes loads its compiled steps instead of compiling again. Empty: off. '
   'JAX_COMPILATION_CACHE_DIR, if set, takes precedence.',
 )
+flags.DEFINE_bool(
+  'restart',
+  False,
+  'Start over: move the run that --workdir holds (config, checkpoints, metrics, results) to '
+  'WORKDIR/previous_runs/TIME/ and train from step 0. Without it, a rerun resumes that run, '
+  'and refuses a config that differs in anything but the length, reporting and devices.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -95,7 +102,7 @@ def main(argv):
   enable_compilation_cache()
   setup_logging()
   try:
-    train.train_and_evaluate(config, FLAGS.workdir)
+    train.train_and_evaluate(config, FLAGS.workdir, restart=FLAGS.restart)
   except train.USER_ERRORS as e:
     sys.exit(f'error: {e}')
 
