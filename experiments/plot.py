@@ -58,7 +58,8 @@ def find_runs(root: str) -> dict[str, str]:
   """
   runs = {}
   for directory, subdirs, files in os.walk(root):
-    subdirs[:] = sorted(d for d in subdirs if d != 'checkpoints')
+    # previous_runs: runs set aside by --restart (grapheme_jax.workdir), not part of this one.
+    subdirs[:] = sorted(d for d in subdirs if d not in ('checkpoints', 'previous_runs'))
     if 'metrics.jsonl' in files:
       runs[os.path.relpath(directory, root)] = directory
   return dict(sorted(runs.items()))

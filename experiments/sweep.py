@@ -19,6 +19,11 @@ sweep is restarted with the same command. At the end ``DIR`` holds ``results.csv
 (sorted by held-out exact match, with GED and WL), ``curves.png`` and ``heatmap.png`` (over the
 ``--heatmap`` keys, by default the first two swept keys); ``python -m experiments.plot DIR`` redraws
 the plots.
+
+The sweep holds a lock on ``DIR`` while it runs, so a second sweep there stops at once, and a point
+directory holding a run of another config stops it before anything trains
+(``grapheme_jax.workdir``); ``--restart`` moves everything in ``DIR`` to ``DIR/previous_runs/TIME/``
+and starts over.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import ml_collections
 
 from experiments import plot as plot_lib
 from grapheme_jax import config_lib, input_pipeline, parallel, train
+from grapheme_jax import workdir as workdir_lib
 
 # Columns of the results table, from each point's results.json.
 METRICS = (
@@ -123,21 +129,11 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
 def is_finished(point_dir: str, config: ml_collections.ConfigDict) -> bool:
   """Whether ``point_dir`` holds the finished run of ``config``.
 
-  A run of a different config there is an error (naming the first differing keys): reusing it
-  would mix two experiments in one table, and overwriting it would lose a result.
+  A run of another config there is a ``workdir.OtherRunError`` naming the differing keys, as for
+  the training CLI: reusing it would mix two experiments in one table, and overwriting it would
+  lose a result. (The keys a resumed run may change, ``num_train_steps`` included, may differ.)
   """
-  saved_path = os.path.join(point_dir, 'config.json')
-  if not os.path.exists(saved_path):
-    return False
-  with open(saved_path, encoding='utf-8') as f:
-    saved = plot_lib.flatten(json.load(f))
-  wanted = plot_lib.flatten(_config_json(config))
-  differ = [k for k in dict.fromkeys([*wanted, *saved]) if wanted.get(k) != saved.get(k)]
-  if differ:
-    changes = ', '.join(f'{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now' for k in differ[:3])
-    raise ValueError(
-      f'{point_dir} holds a run of another config ({changes}); use a new --workdir or remove it.'
-    )
+  workdir_lib.check_same_run(point_dir, config)
   results_path = os.path.join(point_dir, 'results.json')
   if not os.path.exists(results_path):
     return False
@@ -159,11 +155,14 @@ def run_sweep(
   heatmap: Sequence[str] = (),
   config_name: str = '',
   log: Callable[[str], None] = print,
+  restart: bool = False,
 ) -> list[dict]:
   """Trains every point not yet finished, then writes the tables and plots into ``workdir``.
 
   Returns one row per point (its name, swept values and final metrics), in sweep order; on the
-  other processes of a multi-host run, which train but write no tables, an empty list.
+  other processes of a multi-host run, which train but write no tables, an empty list. Holds
+  ``workdir``'s lock throughout (``workdir.WorkdirLocked`` if another sweep runs there); with
+  ``restart``, what ``workdir`` holds is first moved to ``workdir/previous_runs/TIME/``.
   """
   names = point_names(points)
   duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -176,6 +175,15 @@ def run_sweep(
     except ValueError as e:
       raise ValueError(f'Sweep point {name}: {e}') from None
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lib.RunLock(workdir, enabled=jax.process_index() == 0):
+    if restart:
+      kept = (workdir_lib.LOCK_NAME, workdir_lib.PREVIOUS_RUNS)
+      workdir_lib.start_over(workdir, sorted(set(os.listdir(workdir)) - set(kept)))
+    return _run_points(configs, names, points, workdir, heatmap, config_name, log)
+
+
+def _run_points(configs, names, points, workdir, heatmap, config_name, log) -> list[dict]:
+  """``run_sweep`` once the points are valid and ``workdir`` is this sweep's."""
   done = [is_finished(os.path.join(workdir, n), c) for n, c in zip(names, configs)]
   data_cache, durations = {}, []
   for i, (name, config) in enumerate(zip(names, configs)):
@@ -274,6 +282,7 @@ def main(argv: Sequence[str]) -> None:
       heatmap,
       os.path.basename(config_path.split(':', 1)[0]),
       log=logging.info,
+      restart=flag_values.restart,
     )
   except (ValueError, *train.USER_ERRORS) as e:
     sys.exit(f'error: {e}')

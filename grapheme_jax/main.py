@@ -27,6 +27,13 @@ flags.DEFINE_string(
   'shapes loads its compiled steps instead of compiling again. Empty: off. '
   'JAX_COMPILATION_CACHE_DIR, if set, takes precedence.',
 )
+flags.DEFINE_bool(
+  'restart',
+  False,
+  'Start over: move the run that --workdir holds (config, checkpoints, metrics, results) to '
+  'WORKDIR/previous_runs/TIME/ and train from step 0. Without it, a rerun resumes that run, '
+  'and refuses a config that differs in anything but the length, reporting and devices.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -35,6 +42,21 @@ class _QuietOrbax(py_logging.Filter):
 
   def filter(self, record: py_logging.LogRecord) -> bool:
     return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
+
+
+class _QuietBackendProbe(py_logging.Filter):
+  """Drops jax's INFO note that an optional backend is absent ("Unable to initialize backend
+  'tpu'" on every CPU machine), which reads as an error. A backend the user asked for
+  (JAX_PLATFORMS) fails with an exception instead, and jax's hints stay (they are warnings)."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or not str(record.msg).startswith(
+      'Unable to initialize backend'
+    )
+
+
+# At import, not in setup_logging: a multi-host start probes the backends before that runs.
+py_logging.getLogger('jax._src.xla_bridge').addFilter(_QuietBackendProbe())
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -80,7 +102,7 @@ def main(argv):
   enable_compilation_cache()
   setup_logging()
   try:
-    train.train_and_evaluate(config, FLAGS.workdir)
+    train.train_and_evaluate(config, FLAGS.workdir, restart=FLAGS.restart)
   except train.USER_ERRORS as e:
     sys.exit(f'error: {e}')
 

@@ -28,6 +28,7 @@ from flax.training import train_state
 from grapheme_jax import checkpoints, config_lib, edits, input_pipeline, losses, models, parallel
 from grapheme_jax import graphs as graphs_lib
 from grapheme_jax import metrics as metrics_lib
+from grapheme_jax import workdir as workdir_lib
 
 
 class InputError(ValueError):
@@ -44,7 +45,13 @@ class Interrupted(KeyboardInterrupt):
 
 # What train_and_evaluate raises for a problem the user fixes: the CLI and the sweep print these as
 # one `error:` line, without a traceback.
-USER_ERRORS = (InputError, WorkdirError, FloatingPointError, Interrupted)
+USER_ERRORS = (
+  InputError,
+  WorkdirError,
+  FloatingPointError,
+  Interrupted,
+  workdir_lib.WorkdirConflict,
+)
 
 
 def check_workdir(workdir: str) -> None:
@@ -221,7 +228,7 @@ def _log_samples(examples: input_pipeline.Examples, predictions: list[str], coun
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str, data: tuple | None = None
+  config: ml_collections.ConfigDict, workdir: str, data: tuple | None = None, restart: bool = False
 ) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
 
@@ -230,8 +237,18 @@ def train_and_evaluate(
   returns for this config (a sweep labels its data once); the config is validated either way.
   Training and evaluation run data-parallel on ``config.num_devices`` devices (``parallel``);
   only the first process of a multi-host run writes files other than checkpoints.
+
+  The run holds ``workdir``'s lock throughout (``workdir.RunLock``). A run of another config
+  already there is an error (``workdir.OtherRunError``), or with ``restart`` moved to
+  ``workdir/previous_runs/``; a live run there is ``workdir.WorkdirLocked``.
   """
   check_workdir(workdir)
+  with workdir_lib.claim(workdir, config, restart):
+    return _train_and_evaluate(config, workdir, data)
+
+
+def _train_and_evaluate(config, workdir, data):
+  """``train_and_evaluate`` once the workdir is this run's."""
   try:
     if data is None:
       data = input_pipeline.load_data(config)  # Validates the config first.
@@ -249,6 +266,7 @@ def train_and_evaluate(
     len(vocab),
   )
   logging.info('Data-parallel over %d device(s): %s', mesh.size, mesh.devices.tolist())
+  workdir_lib.check_vocabulary(workdir, [chr(c) for c in vocab.tolist()])  # Same data too?
   if main_process:
     _save_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
     _save_json(os.path.join(workdir, 'vocab.json'), [chr(c) for c in vocab.tolist()])

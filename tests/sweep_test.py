@@ -11,6 +11,7 @@ from conftest import tiny_config
 
 from experiments import plot, sweep
 from grapheme_jax import config_lib, train
+from grapheme_jax import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [{'loss.alpha': a, 'loss.beta': b} for a in (0.5, 2.0) for b in (0.0, 1.0)]
@@ -116,9 +117,18 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
 
   # The same workdir with another config is refused, not mixed into one table or overwritten.
   other = _base()
-  other.num_train_steps = 6
-  with pytest.raises(ValueError, match='holds a run of another config .num_train_steps: 4 there'):
+  other.model.hidden_dim = 48
+  with pytest.raises(
+    workdir_lib.OtherRunError, match='holds a run of another config: model.hidden_dim: 32 → 48'
+  ):
     sweep.run_sweep(other, POINTS, workdir)
+  assert not os.path.exists(os.path.join(workdir, workdir_lib.LOCK_NAME))  # Released.
+  # --restart moves the whole sweep aside, never deletes it, and starts over.
+  before = sorted(os.listdir(workdir))
+  sweep.run_sweep(_base(), POINTS[:1], workdir, log=messages.append, restart=True)
+  (moved,) = os.listdir(os.path.join(workdir, 'previous_runs'))
+  assert sorted(os.listdir(os.path.join(workdir, 'previous_runs', moved))) == before
+  assert [n for n in sorted(os.listdir(workdir)) if ',' in n] == names[:1]
 
 
 @pytest.mark.slow
