@@ -24,7 +24,24 @@ STRUCTURAL_KEYS = (
   'fgw_iterations',
   'node_cost',
   'differentiate_plan',
+  'insert_cost',
+  'matching',
 )
+# The loss settings passed to the train step as traced values (losses.loss_weights): changing
+# them, as a sweep or a notebook loop does, reuses the compiled step.
+TRACED_LOSS_KEYS = (
+  'alpha',
+  'beta',
+  'gamma',
+  'temperature',
+  'insert_cost',
+  'hybrid_lambda',
+  'hybrid_lambda_start',
+  'hybrid_schedule_steps',
+  'ce_warmup_steps',
+)
+HYBRID_SCHEDULES = ('constant', 'linear', 'cosine')
+MATCHINGS = ('transport', 'assignment')  # How the structural loss matches nodes (losses.py).
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
 # How the structural loss's node term prices a matching (losses.py).
@@ -121,13 +138,28 @@ def base_config() -> ml_collections.ConfigDict:
   # Rounds of FGW linearisation, each a Sinkhorn solve on the gradient at the previous plan.
   config.loss.fgw_iterations = 2
   # How the node term prices the plan: 'likelihood' (-log m - log p per matched node, -log(1 - m)
-  # per deleted one, 3 per inserted one; losses.py) or 'mismatch' (1 - p, the expected GED
+  # per deleted one, insert_cost per inserted one; losses.py) or 'mismatch' (1 - p, the expected GED
   # substitution cost, whose gradient vanishes on wrong answers: it did not learn; see README).
   config.loss.node_cost = 'likelihood'
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
   config.loss.differentiate_plan = True
+  # 'likelihood': the price of a target node that no candidate produces (the plan sends it to the
+  # dummy). Too low, and leaving uncertain characters unproduced is cheaper than predicting them.
+  config.loss.insert_cost = 3.0
+  # 'transport': existence probabilities are the matching's marginals, the plan is found with
+  # expected-mismatch costs; 'assignment': each candidate is a unit matched to a target node or
+  # to "does not exist", priced by the likelihood costs it is found with (DETR-style).
+  config.loss.matching = 'transport'
+  # Hybrid: lambda * structural + (1 - lambda) * cross_entropy. 'constant': lambda = hybrid_lambda;
+  # 'linear'/'cosine': lambda ramps from hybrid_lambda_start to hybrid_lambda over
+  # hybrid_schedule_steps steps, then stays.
   config.loss.hybrid_lambda = 0.5
+  config.loss.hybrid_schedule = 'constant'
+  config.loss.hybrid_lambda_start = 0.0
+  config.loss.hybrid_schedule_steps = 1000
+  # Structural mode: train on the cross-entropy alone for this many steps first (a warm start).
+  config.loss.ce_warmup_steps = 0
   return config
 
 
@@ -229,7 +261,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.fgw_iterations': _POSITIVE_INT,
   'loss.node_cost': _one_of(NODE_COSTS),
   'loss.differentiate_plan': _BOOL,
+  'loss.insert_cost': _NON_NEGATIVE,
+  'loss.matching': _one_of(MATCHINGS),
   'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
+  'loss.hybrid_schedule': _one_of(HYBRID_SCHEDULES),
+  'loss.hybrid_lambda_start': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
+  'loss.hybrid_schedule_steps': _POSITIVE_INT,
+  'loss.ce_warmup_steps': _int_at_least(0),
 }
 
 
@@ -287,6 +325,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config.model.hidden_dim % config.model.num_heads == 0,
     f'model.hidden_dim={config.model.hidden_dim} is not divisible by '
     f'model.num_heads={config.model.num_heads}.',
+  )
+  _check(
+    config.loss.ce_warmup_steps == 0 or config.loss.mode == 'structural',
+    f'loss.ce_warmup_steps={config.loss.ce_warmup_steps} applies to loss.mode="structural" only '
+    f'(this config: {config.loss.mode!r}); in hybrid mode use loss.hybrid_schedule.',
+  )
+  _check(
+    config.loss.ce_warmup_steps < config.num_train_steps,
+    f'loss.ce_warmup_steps={config.loss.ce_warmup_steps} must be < num_train_steps='
+    f'{config.num_train_steps}, or no step would train on the structural loss.',
+  )
+  _check(
+    config.loss.hybrid_schedule == 'constant' or config.loss.mode == 'hybrid',
+    f'loss.hybrid_schedule={config.loss.hybrid_schedule!r} applies to loss.mode="hybrid" only '
+    f'(this config: {config.loss.mode!r}).',
+  )
+  _check(
+    config.loss.matching == 'transport' or config.loss.node_cost == 'likelihood',
+    f'loss.matching={config.loss.matching!r} prices nodes by their likelihood; '
+    f'loss.node_cost={config.loss.node_cost!r} applies to loss.matching="transport" only.',
   )
   if config.data.name == 'jsonl':
     for key in ('train_path', 'eval_path'):

@@ -110,12 +110,11 @@ class StructuralSpec(NamedTuple):
   fgw_iterations: int = 2
   node_cost: str = 'likelihood'
   differentiate_plan: bool = True
+  matching: str = 'transport'
 
 
-# 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term),
-# and a target node left to the dummy (an insertion) costs this much.
+# 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term).
 _LOG_FLOOR = 1e-6
-_LIKELIHOOD_INSERT_COST = 3.0
 
 
 def _augment(x: jax.Array) -> jax.Array:
@@ -166,13 +165,15 @@ def _quadratic_grad(plan: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
   return rows + jnp.swapaxes(cols, 1, 2) - 2 * cross
 
 
-def _node_term(plan: jax.Array, match_cost: jax.Array, mass: jax.Array, kind: str) -> jax.Array:
+def _node_term(
+  plan: jax.Array, match_cost: jax.Array, mass: jax.Array, kind: str, insert_cost=3.0
+) -> jax.Array:
   """The node term of the loss under ``plan`` [B, N + 1, M + 1].
 
   ``'mismatch'``: ``<P, C>`` with the expected-mismatch costs (GED's, see module docstring).
   ``'likelihood'``: the plan-weighted negative log-likelihood of the target's nodes: a matched
   pair costs ``-log m_i - log p_ia`` (node i exists and has the target character), a deleted node
-  ``-log(1 - m_i)`` and an inserted target node a fixed 3. Unlike ``1 - p``, whose gradient is
+  ``-log(1 - m_i)`` and an inserted target node ``insert_cost``. Unlike ``1 - p``, whose gradient is
   proportional to ``p``, this keeps pulling characters the model finds improbable, and it prices
   existence in the same currency, so it does not make deletion the cheap way out.
   """
@@ -180,24 +181,34 @@ def _node_term(plan: jax.Array, match_cost: jax.Array, mass: jax.Array, kind: st
     return (plan * match_cost).sum((1, 2))
   if kind != 'likelihood':
     raise ValueError(f'Unknown node cost {kind!r}, expected one of {config_lib.NODE_COSTS}.')
-  agree = 1.0 - match_cost[:, :-1, :-1]
+  return (plan * likelihood_cost_matrix(match_cost, mass, insert_cost)).sum((1, 2))
+
+
+def likelihood_cost_matrix(match_cost: jax.Array, mass: jax.Array, insert_cost) -> jax.Array:
+  """[B, N + 1, M + 1] negative log-likelihoods of the 'likelihood' node cost (floored).
+
+  ``-log m_i - log p_ia`` for a pair, ``-log(1 - m_i)`` for candidate i to the dummy (it does not
+  exist), ``insert_cost`` for the dummy to target a (no candidate produces it), 0 dummy to dummy.
+  ``match_cost`` is :func:`node_cost_matrix` (``p_ia = 1 - match_cost``).
+  """
   nll = lambda x: -jnp.log(jnp.maximum(x, _LOG_FLOOR))  # noqa: E731
-  pairs = nll(agree) + nll(mass)[:, :, None]
-  return (
-    (plan[:, :-1, :-1] * pairs).sum((1, 2))
-    + (plan[:, :-1, -1] * nll(1.0 - mass)).sum(1)
-    + plan[:, -1, :-1].sum(1) * _LIKELIHOOD_INSERT_COST
-  )
+  pairs = nll(1.0 - match_cost[:, :-1, :-1]) + nll(mass)[:, :, None]
+  rows = jnp.concatenate([pairs, nll(1.0 - mass)[:, :, None]], 2)
+  inserted = jnp.full_like(match_cost[:, -1:, :], insert_cost).at[:, :, -1].set(0.0)
+  return jnp.concatenate([rows, inserted], 1)
 
 
-def _initial_plan(pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph) -> jax.Array:
-  """Order-preserving start: node i to target a with weight m_i * max(0, 1 - |rank_i - rank_a|).
+def _initial_plan(
+  pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph, rows: jax.Array
+) -> jax.Array:
+  """Order-preserving start: node i to target a with weight r_i * max(0, 1 - |rank_i - rank_a|).
 
-  Exactly the identity matching for two equal hard graphs. Left-over mass goes to the dummies.
+  ``rows`` [B, N] are the candidates' marginals r_i. Exactly the identity matching for two equal
+  hard graphs. Left-over mass goes to the dummies.
   """
   near = jnp.maximum(0.0, 1.0 - jnp.abs(pred.rank[:, :, None] - target.rank[:, None, :]))
-  core = near * pred.mass[:, :, None] * target.mass[:, None, :]
-  deleted = jnp.maximum(pred.mass - core.sum(2), 0.0)
+  core = near * rows[:, :, None] * target.mass[:, None, :]
+  deleted = jnp.maximum(rows - core.sum(2), 0.0)
   inserted = jnp.maximum(target.mass - core.sum(1), 0.0)
   plan = jnp.concatenate([core, deleted[:, :, None]], 2)
   bottom = jnp.concatenate([inserted, jnp.zeros_like(inserted[:, :1])], 1)
@@ -206,7 +217,13 @@ def _initial_plan(pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph) -> j
 
 @functools.partial(
   jax.jit,
-  static_argnames=('sinkhorn_iterations', 'fgw_iterations', 'node_cost', 'differentiate_plan'),
+  static_argnames=(
+    'sinkhorn_iterations',
+    'fgw_iterations',
+    'node_cost',
+    'differentiate_plan',
+    'matching',
+  ),
 )
 def structural_costs(
   pred: soft_graph.SoftGraph,
@@ -221,30 +238,47 @@ def structural_costs(
   fgw_iterations: int,
   node_cost: str = 'mismatch',
   differentiate_plan: bool = True,
+  insert_cost=3.0,
+  matching: str = 'transport',
 ) -> dict[str, jax.Array]:
   """Per-example node, edge and clique costs [B] (not normalised) and the final plan.
 
-  The plan is always found with the expected-mismatch node costs; ``node_cost`` chooses how the
-  node term of the loss prices it (:func:`_node_term`). With ``differentiate_plan=False`` the
-  plan is a constant for differentiation (as a Hungarian matching is in DETR-style set losses):
-  the gradient is that of the costs at the chosen matching, and no backward pass runs through
-  Sinkhorn.
+  ``matching='transport'``: candidates are transported with their existence probabilities as
+  marginals, the plan is found with the expected-mismatch node costs, and ``node_cost`` chooses
+  how the node term prices it (:func:`_node_term`). ``'assignment'`` (DETR, Any2Graph): every
+  candidate that can exist is a row of mass 1, matched to a target node or to the dummy "does not
+  exist"; existence is priced, not transported; the plan is found with the likelihood costs it is
+  priced by (:func:`likelihood_cost_matrix`), and the edge and clique terms compare expected
+  adjacencies (``joint * adjacency``), so a candidate that surely does not exist has no edges.
+  With ``differentiate_plan=False`` the plan is a constant for differentiation (as a Hungarian
+  matching is in DETR-style set losses): the gradient is that of the costs at the chosen
+  matching, and no backward pass runs through Sinkhorn.
   """
   if fgw_iterations < 1:
     raise ValueError(f'fgw_iterations={fgw_iterations} must be >= 1.')
-  a = jnp.concatenate([pred.mass, target.mass.sum(1, keepdims=True)], 1)
-  b = jnp.concatenate([target.mass, pred.mass.sum(1, keepdims=True)], 1)
   kind = node_cost
   node_cost = node_cost_matrix(pred, target, target_ids)
-  adj_p, adj_t = _augment(pred.adjacency), _augment(target.adjacency)
-  clq_p, clq_t = _augment(pred.cliques), _augment(target.cliques)
-  plan = _initial_plan(pred, target)
+  adj_t, clq_t = _augment(target.adjacency), _augment(target.cliques)
+  if matching == 'transport':
+    rows = pred.mass
+    match_cost = node_cost
+    adj_p, clq_p = _augment(pred.adjacency), _augment(pred.cliques)
+  elif matching == 'assignment':
+    rows = (pred.mass > 0).astype(pred.mass.dtype)  # Mass exactly 0: it cannot exist.
+    match_cost = likelihood_cost_matrix(node_cost, pred.mass, insert_cost)
+    adj_p = _augment(pred.joint * pred.adjacency)
+    clq_p = _augment(pred.joint * pred.cliques)
+  else:
+    raise ValueError(f'Unknown matching {matching!r}, expected one of {config_lib.MATCHINGS}.')
+  a = jnp.concatenate([rows, target.mass.sum(1, keepdims=True)], 1)
+  b = jnp.concatenate([target.mass, rows.sum(1, keepdims=True)], 1)
+  plan = _initial_plan(pred, target, rows)
   for _ in range(fgw_iterations):
     cost = weighted_sum(
       alpha,
       beta,
       gamma,
-      node_cost,
+      match_cost,
       _quadratic_grad(plan, adj_p, adj_t),
       _quadratic_grad(plan, clq_p, clq_t),
     )
@@ -254,7 +288,9 @@ def structural_costs(
   if not differentiate_plan:
     plan = jax.lax.stop_gradient(plan)
   return {
-    'node': _node_term(plan, node_cost, pred.mass, kind),
+    'node': (plan * match_cost).sum((1, 2))
+    if matching == 'assignment'
+    else _node_term(plan, node_cost, pred.mass, kind, insert_cost),
     'edge': _quadratic(plan, adj_p, adj_t),
     'clique': _quadratic(plan, clq_p, clq_t),
     'plan': plan,
@@ -269,7 +305,8 @@ def structural(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The structural loss of a batch: alpha * node + beta * edge + gamma * clique per target node.
 
-  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma`` and ``temperature``.
+  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma``, ``temperature`` and
+  ``insert_cost``.
   """
   w = spec.skip_window
   pred = soft_graph.predicted_graphs(outputs, batch['source_codes'], batch['source_len'], w)
@@ -286,6 +323,8 @@ def structural(
     fgw_iterations=spec.fgw_iterations,
     node_cost=spec.node_cost,
     differentiate_plan=spec.differentiate_plan,
+    insert_cost=weights['insert_cost'],
+    matching=spec.matching,
   )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
@@ -336,6 +375,8 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
     fgw_iterations=settings['fgw_iterations'],
     node_cost=settings['node_cost'],
     differentiate_plan=settings['differentiate_plan'],
+    insert_cost=settings['insert_cost'],
+    matching=settings['matching'],
   )
   out = {k: float(costs[k][0]) / max(len(target), 1) for k in ('node', 'edge', 'clique')}
   out['total'] = weighted_sum(
@@ -349,6 +390,7 @@ class LossSpec(NamedTuple):
 
   mode: str = 'cross_entropy'
   structural: StructuralSpec = StructuralSpec()
+  hybrid_schedule: str = 'constant'
 
 
 def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
@@ -361,14 +403,43 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       config.loss.fgw_iterations,
       config.loss.node_cost,
       config.loss.differentiate_plan,
+      config.loss.matching,
     ),
+    config.loss.hybrid_schedule,
   )
 
 
 def loss_weights(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
   """The traced loss settings: a sweep over them reuses one compiled step."""
-  keys = ('alpha', 'beta', 'gamma', 'temperature', 'hybrid_lambda')
-  return {k: jnp.asarray(config.loss[k], jnp.float32) for k in keys}
+  return {k: jnp.asarray(config.loss[k], jnp.float32) for k in config_lib.TRACED_LOSS_KEYS}
+
+
+def structural_share(spec: LossSpec, weights: dict[str, jax.Array], step) -> jax.Array:
+  """lambda at ``step`` (steps done so far): the structural loss's share of the training loss.
+
+  0 for the cross-entropy. Structural: 0 during the first ``ce_warmup_steps`` (a cross-entropy
+  warm start), then 1. Hybrid: ``hybrid_lambda``, or with ``hybrid_schedule`` 'linear'/'cosine' a
+  ramp from ``hybrid_lambda_start`` to ``hybrid_lambda`` over ``hybrid_schedule_steps``, then
+  ``hybrid_lambda``. ``step`` may be traced: changing the schedule's numbers never recompiles.
+  """
+  if spec.mode == 'cross_entropy':
+    return jnp.zeros((), jnp.float32)
+  if spec.mode == 'structural':
+    return jnp.where(step < weights['ce_warmup_steps'], 0.0, 1.0).astype(jnp.float32)
+  if spec.mode != 'hybrid':
+    raise ValueError(f'Unknown loss mode {spec.mode!r}, expected one of {config_lib.LOSS_MODES}.')
+  start, end = weights['hybrid_lambda_start'], weights['hybrid_lambda']
+  progress = jnp.clip(step / jnp.maximum(weights['hybrid_schedule_steps'], 1.0), 0.0, 1.0)
+  if spec.hybrid_schedule == 'constant':
+    return end
+  if spec.hybrid_schedule == 'linear':
+    return start + (end - start) * progress
+  if spec.hybrid_schedule == 'cosine':
+    return start + (end - start) * 0.5 * (1.0 - jnp.cos(jnp.pi * progress))
+  raise ValueError(
+    f'Unknown hybrid schedule {spec.hybrid_schedule!r}, expected one of '
+    f'{config_lib.HYBRID_SCHEDULES}.'
+  )
 
 
 def compute_loss(
@@ -376,21 +447,22 @@ def compute_loss(
   batch: dict[str, jax.Array],
   spec: LossSpec,
   weights: dict[str, jax.Array],
+  step=0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The training loss of ``spec.mode`` for the model's ``outputs`` on ``batch``, and its parts.
 
-  The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor.
-  ``weights`` are :func:`loss_weights`' traced values (the cross-entropy uses none of them).
+  The cross-entropy is computed (and logged) in every mode; in structural mode it is a monitor
+  (and the loss during a ``ce_warmup_steps`` warm start). ``weights`` are :func:`loss_weights`'
+  traced values (the cross-entropy uses none of them); ``step`` (steps done, may be traced) sets
+  the mix of :func:`structural_share`, which is logged as ``structural_share``.
   """
   ce, parts = cross_entropy(outputs, batch)
   parts['cross_entropy'] = ce
+  share = structural_share(spec, weights, step)
   if spec.mode == 'cross_entropy':
     return ce, parts
   total, struct_parts = structural(outputs, batch, weights, spec.structural)
-  parts.update(struct_parts, structural=total)
+  parts.update(struct_parts, structural=total, structural_share=share)
   if spec.mode == 'structural':
-    return total, parts
-  if spec.mode == 'hybrid':
-    lam = weights['hybrid_lambda']
-    return lam * total + (1.0 - lam) * ce, parts
-  raise ValueError(f'Unknown loss mode {spec.mode!r}, expected one of {config_lib.LOSS_MODES}.')
+    return jnp.where(share > 0, total, ce), parts
+  return share * total + (1.0 - share) * ce, parts

@@ -18,7 +18,9 @@ has no source node, a padding node of mass 0), so ``N = (L + 1) (K + 1)`` -- wit
   ``graphs.text_to_graph`` (an edge iff fewer than ``w = skip_window`` surviving nodes lie between);
 * ``cliques[i, j]`` (``i <= j``): the expected number of ``(w + 1)``-cliques (windows of ``w + 1``
   consecutive nodes) that contain both nodes given both exist, divided by ``w + 1``; the diagonal
-  is each node's own clique count.
+  is each node's own clique count;
+* ``joint[i, j]``: the probability that both exist (``mass[i]`` on the diagonal), so that
+  ``joint * adjacency`` is the expected adjacency.
 
 These expectations are exact under the model's factorised distribution: given that both ``i`` and
 ``j`` exist, the counts of survivors before ``i``, between them and after ``j`` are independent
@@ -50,6 +52,7 @@ class SoftGraph(NamedTuple):
   rank: jax.Array  # [B, N]
   adjacency: jax.Array  # [B, N, N]
   cliques: jax.Array  # [B, N, N]
+  joint: jax.Array  # [B, N, N]
 
 
 def clique_counts(before, distance, after, window: int):
@@ -92,6 +95,7 @@ def text_graphs(codes: jax.Array, length: jax.Array, window: int) -> SoftGraph:
     rank=jnp.where(real, pos, 0).astype(jnp.float32),
     adjacency=adjacency.astype(jnp.float32),
     cliques=cliques.astype(jnp.float32),
+    joint=both.astype(jnp.float32),
   )
 
 
@@ -253,6 +257,18 @@ def _pair_counts(nodes: _NodeFactors, slots: _SlotFactors, window: int):
   return pre, suf, mid
 
 
+def _joint_existence(mass: jax.Array, k_max: int) -> jax.Array:
+  """[B, N, N] P(i and j exist): independent across groups and for a group's source node; two
+  insertion positions of one slot exist together iff the later one does."""
+  n = mass.shape[1]
+  index = np.arange(n)
+  gid, pos = index // (k_max + 1), index % (k_max + 1)
+  nested = (gid[:, None] == gid[None, :]) & (pos[:, None] < k_max) & (pos[None, :] < k_max)
+  later = np.maximum(index[:, None], index[None, :])
+  joint = jnp.where(nested, mass[:, later], mass[:, :, None] * mass[:, None, :])
+  return jnp.where(np.eye(n, dtype=bool), mass[:, :, None], joint)
+
+
 def _cliques(pre: jax.Array, suf: jax.Array, mid: jax.Array, window: int) -> jax.Array:
   """cliques[i, j] = sum_{a, c, d} pre[i, a] mid[i, j, c] suf[j, d] F[a, c + 1, d], by matmuls."""
   w, n = window, pre.shape[1]
@@ -318,4 +334,5 @@ def predicted_graphs(
     rank=rank,
     adjacency=mid.sum(-1),
     cliques=_cliques(pre, suf, mid, window),
+    joint=_joint_existence(mass, k_max),
   )

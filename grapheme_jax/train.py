@@ -126,7 +126,7 @@ def create_train_state(
 def compute_loss(params, state: TrainState, batch, rng, spec: losses.LossSpec, weights):
   """Runs the model on ``batch`` (dropout from ``rng``) and returns ``losses.compute_loss``."""
   outputs = state.apply_fn({'params': params}, batch['graphs'], train=True, rngs={'dropout': rng})
-  return losses.compute_loss(outputs, batch, spec, weights)
+  return losses.compute_loss(outputs, batch, spec, weights, state.step)
 
 
 def _global_norm(tree) -> jax.Array:

@@ -46,11 +46,37 @@ from grapheme_jax import config_lib
     ('data.name', 'jsonl', 'data.train_path is required'),
     ('seed', -1, 'seed'),
     ('optimizer.b2', 1.0, 'optimizer.b2'),
+    ('loss.insert_cost', -1.0, 'loss.insert_cost'),
+    ('loss.hybrid_schedule', 'step', 'loss.hybrid_schedule'),
+    ('loss.hybrid_lambda_start', 2.0, 'loss.hybrid_lambda_start'),
+    ('loss.hybrid_schedule_steps', 0, 'loss.hybrid_schedule_steps'),
+    ('loss.ce_warmup_steps', -5, 'loss.ce_warmup_steps'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):
   with pytest.raises(ValueError, match=message) as info:
     config_lib.validate(_with(key, value))
+  assert '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize(
+  'overrides, message',
+  [
+    ({'loss.ce_warmup_steps': 100}, r'ce_warmup_steps=100 applies to loss.mode="structural" only'),
+    (
+      {'loss.mode': 'structural', 'loss.ce_warmup_steps': 6000},
+      r'ce_warmup_steps=6000 must be < num_train_steps=6000',
+    ),
+    ({'loss.mode': 'structural', 'loss.hybrid_schedule': 'linear'}, r'applies to .*"hybrid" only'),
+  ],
+)
+def test_schedule_keys_that_would_be_ignored_are_errors(overrides, message):
+  config = config_lib.base_config()
+  for key, value in overrides.items():
+    section, name = key.split('.')
+    config[section][name] = value
+  with pytest.raises(ValueError, match=message) as info:
+    config_lib.validate(config)
   assert '\n' not in str(info.value)
 
 

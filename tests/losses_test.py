@@ -13,6 +13,14 @@ from grapheme_jax import config_lib, graphs, input_pipeline, losses, soft_graph
 
 DEFAULTS = {k: config_lib.base_config().loss[k] for k in config_lib.STRUCTURAL_KEYS}
 IGNORE = losses.IGNORE
+# The node pricings under test: the two of matching='transport', and matching='assignment'.
+VARIANTS = ['mismatch', 'likelihood', 'assignment']
+
+
+def _variant(name):
+  if name == 'assignment':
+    return {'node_cost': 'likelihood', 'matching': 'assignment'}
+  return {'node_cost': name}
 
 
 def _hard(texts, length=16, window=2):
@@ -41,27 +49,27 @@ def _total(costs, lengths, alpha=1.0, beta=0.5, gamma=2.0):
   return np.asarray(total) / np.maximum(np.asarray(lengths), 1)
 
 
-@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+@pytest.mark.parametrize('node_cost', VARIANTS)
 def test_identical_graphs_cost_nothing_at_the_defaults(node_cost):
-  assert losses.structural_loss_texts('Hello', 'Hello', node_cost=node_cost)['total'] <= 1e-3
+  assert losses.structural_loss_texts('Hello', 'Hello', **_variant(node_cost))['total'] <= 1e-3
   texts = _random_texts(np.random.default_rng(0), 200)
   texts[:3] = ['', 'abababababababab', '(+ 11 11)']
   graphs_ = _hard(texts)
-  totals = _total(_costs(graphs_, graphs_, node_cost=node_cost), [len(t) for t in texts])
+  totals = _total(_costs(graphs_, graphs_, **_variant(node_cost)), [len(t) for t in texts])
   assert np.all(totals <= 1e-3), (totals.max(), texts[int(totals.argmax())])
 
 
-@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+@pytest.mark.parametrize('node_cost', VARIANTS)
 def test_closer_texts_cost_less_and_costs_are_non_negative(node_cost):
-  near = losses.structural_loss_texts('hello', 'hallo', node_cost=node_cost)
-  far = losses.structural_loss_texts('hello', 'world', node_cost=node_cost)
+  near = losses.structural_loss_texts('hello', 'hallo', **_variant(node_cost))
+  far = losses.structural_loss_texts('hello', 'world', **_variant(node_cost))
   assert near['total'] < far['total']
   assert set(near) == {'node', 'edge', 'clique', 'total'}
   rng = np.random.default_rng(1)
   for _ in range(3):
     pred, target, ids = _random_soft_problem(rng)
     for temperature in (1.0, 0.1, 1e-3):
-      costs = _costs(pred, target, ids, temperature=temperature, node_cost=node_cost)
+      costs = _costs(pred, target, ids, temperature=temperature, **_variant(node_cost))
       for key in ('node', 'edge', 'clique'):
         assert np.all(np.asarray(costs[key]) >= 0), key
 
@@ -103,21 +111,22 @@ def _permute(graph, perm):
     rank=graph.rank[:, p],
     adjacency=graph.adjacency[:, p][:, :, p],
     cliques=graph.cliques[:, p][:, :, p],
+    joint=graph.joint[:, p][:, :, p],
   )
 
 
-@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+@pytest.mark.parametrize('node_cost', VARIANTS)
 def test_invariant_to_the_order_of_nodes_within_a_graph(node_cost):
   rng = np.random.default_rng(2)
   pred, target, ids = _random_soft_problem(rng)
-  base = _costs(pred, target, ids, node_cost=node_cost)
+  base = _costs(pred, target, ids, **_variant(node_cost))
   pred_perm = rng.permutation(pred.mass.shape[1])
   target_perm = rng.permutation(target.mass.shape[1])
   moved = _costs(
     _permute(pred, pred_perm),
     _permute(target, target_perm),
     ids[:, target_perm],
-    node_cost=node_cost,
+    **_variant(node_cost),
   )
   for key in ('node', 'edge', 'clique'):
     np.testing.assert_allclose(moved[key], base[key], rtol=1e-4, atol=1e-6)
@@ -197,26 +206,27 @@ def _assert_gradient_matches_finite_differences(f, grad, outputs, rng, direction
     np.testing.assert_allclose(analytic, fd, rtol=1e-4)
 
 
-@pytest.mark.parametrize('node_cost', ['mismatch', 'likelihood'])
+@pytest.mark.parametrize('node_cost', VARIANTS)
 def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   rng = np.random.default_rng(4)
   with jax.enable_x64(True):
     batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
     outputs = _random_outputs(rng)
-    weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3}
-    spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, node_cost=node_cost)
+    weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
+    spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, **_variant(node_cost))
     f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
     assert f(outputs).dtype == jnp.float64
     _assert_gradient_matches_finite_differences(f, jax.grad(f)(outputs), outputs, rng)
 
 
-def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch):
+@pytest.mark.parametrize('matching', config_lib.MATCHINGS)
+def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch, matching):
   """differentiate_plan=False: same value; gradient = finite differences with the plan frozen."""
   rng = np.random.default_rng(6)
   with jax.enable_x64(True):
     batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
     outputs = _random_outputs(rng)
-    settings = {**DEFAULTS, 'temperature': 0.3, 'sinkhorn_iterations': 10}
+    settings = {**DEFAULTS, 'temperature': 0.3, 'sinkhorn_iterations': 10, 'matching': matching}
 
     def total(o, fn, **extra):
       pred = soft_graph.predicted_graphs(o, batch['source_codes'], batch['source_len'], 2)
@@ -236,7 +246,7 @@ def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch):
 
 @pytest.mark.parametrize(
   'node_cost,differentiate_plan',
-  [('mismatch', True), ('likelihood', True), ('likelihood', False)],
+  [('mismatch', True), ('likelihood', True), ('likelihood', False), ('assignment', False)],
 )
 def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
   node_cost, differentiate_plan
@@ -250,8 +260,8 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
     'char_logits': jnp.asarray(5 * rng.normal(size=(4, length, v)), jnp.float32),
     'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
   }
-  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3}
-  spec = losses.StructuralSpec(node_cost=node_cost, differentiate_plan=differentiate_plan)
+  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3, 'insert_cost': 3.0}
+  spec = losses.StructuralSpec(**_variant(node_cost), differentiate_plan=differentiate_plan)
   loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, spec)
   assert np.isfinite(float(loss))
   for g in jax.tree.leaves(grad):
@@ -301,3 +311,52 @@ def test_structural_loss_texts_total_is_the_weighted_sum_of_its_terms():
   out = losses.structural_loss_texts('hello', 'help', alpha=0.7, beta=0.2, gamma=1.5)
   assert out['total'] == pytest.approx(0.7 * out['node'] + 0.2 * out['edge'] + 1.5 * out['clique'])
   assert min(out['node'], out['edge'], out['clique']) > 0
+
+
+def _share(mode, step, schedule='constant', **loss):
+  config = tiny_config()
+  config.loss.mode, config.loss.hybrid_schedule = mode, schedule
+  config.loss.update(loss)
+  weights = losses.loss_weights(config)
+  return float(losses.structural_share(losses.loss_spec(config), weights, jnp.asarray(step)))
+
+
+def test_structural_share_follows_the_mode_and_the_schedule():
+  assert _share('cross_entropy', 5) == 0.0
+  assert [_share('structural', s, ce_warmup_steps=10) for s in (0, 9, 10, 500)] == [0, 0, 1, 1]
+  assert _share('structural', 0) == 1.0
+  assert _share('hybrid', 0, hybrid_lambda=0.3) == pytest.approx(0.3)
+  ramp = dict(hybrid_lambda_start=0.2, hybrid_lambda=1.0, hybrid_schedule_steps=100)
+  linear = [_share('hybrid', s, 'linear', **ramp) for s in (0, 25, 50, 100, 400)]
+  np.testing.assert_allclose(linear, [0.2, 0.4, 0.6, 1.0, 1.0], rtol=1e-6)
+  cosine = [_share('hybrid', s, 'cosine', **ramp) for s in (0, 25, 50, 100, 400)]
+  half = 0.2 + 0.8 * 0.5 * (1 - np.cos(np.pi / 4))
+  np.testing.assert_allclose(cosine, [0.2, half, 0.6, 1.0, 1.0], rtol=1e-6)
+
+
+def test_ce_warm_start_trains_on_the_cross_entropy_then_the_structural_loss(labelled_batch):
+  outputs, batch = labelled_batch
+  config = tiny_config()
+  config.loss.mode, config.loss.ce_warmup_steps = 'structural', 10
+  spec, weights = losses.loss_spec(config), losses.loss_weights(config)
+  before, parts = losses.compute_loss(outputs, batch, spec, weights, jnp.asarray(9))
+  after, _ = losses.compute_loss(outputs, batch, spec, weights, jnp.asarray(10))
+  assert float(before) == float(parts['cross_entropy']) and float(parts['structural_share']) == 0
+  assert float(after) == float(parts['structural'])
+  grads = jax.grad(lambda o: losses.compute_loss(o, batch, spec, weights, 9)[0])(outputs)
+  ce_grads = jax.grad(lambda o: losses.cross_entropy(o, batch)[0])(outputs)
+  for key in grads:
+    np.testing.assert_array_equal(grads[key], ce_grads[key])
+
+
+def test_insert_cost_prices_each_unit_of_target_mass_left_to_the_dummy():
+  """'ab' -> 'abcd': target nodes that no candidate produces cost insert_cost per unit of mass."""
+  pred, target = _hard(['ab']), _hard(['abcd'])
+  low = _costs(pred, target, insert_cost=3.0)
+  high = _costs(pred, target, insert_cost=8.0)
+  np.testing.assert_array_equal(low['plan'], high['plan'])  # The matching ignores the price.
+  inserted = float(low['plan'][0, -1, :-1].sum())
+  assert inserted > 1.5  # 'c' and 'd' (up to Sinkhorn's blur).
+  assert float(high['node'][0] - low['node'][0]) == pytest.approx(5.0 * inserted, rel=1e-5)
+  for term in ('edge', 'clique'):
+    assert float(high[term][0]) == float(low[term][0])
