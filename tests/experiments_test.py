@@ -2,7 +2,12 @@
 
 import json
 
-from experiments import breakdown
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from experiments import breakdown, diagnose_structural
+from grapheme_jax import train
 
 
 def test_breakdown_groups_by_head_symbol(tmp_path):
@@ -22,3 +27,20 @@ def test_breakdown_groups_by_head_symbol(tmp_path):
   assert breakdown.copy_rates(str(tmp_path)) == (0.0, 0.0)
   assert breakdown.is_subsequence('29', '(+ 20 9)') and not breakdown.is_subsequence('92', '(+ 29)')
   assert breakdown.is_subsequence('', '')
+
+
+@pytest.mark.slow
+def test_diagnose_structural_splits_every_target_node_between_gold_other_and_dummy(tmp_path):
+  config = tiny_config()
+  config.loss.mode, config.num_train_steps = 'structural', 4
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
+  config.optimizer.warmup_steps = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  result = diagnose_structural.diagnose(str(tmp_path), examples=8)
+  assert result['step'] == 4
+  per = result['per_target_position']
+  split = np.add(np.add(per['to_gold'], per['to_other']), per['inserted'])
+  np.testing.assert_allclose(split[split > 0], 1.0, rtol=1e-4)  # A unit of mass per target node.
+  overall = result['overall']
+  assert 0.0 <= overall['gold_mass'] <= 1.0 and 0.0 <= overall['gold_char'] <= 1.0
+  assert overall['target_length_per_example'] > 0
