@@ -45,7 +45,7 @@ MATCHINGS = ('transport', 'assignment')  # How the structural loss matches nodes
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
 # How the structural loss's node term prices a matching (losses.py).
-NODE_COSTS = ('mismatch', 'likelihood')
+NODE_COSTS = ('mismatch', 'likelihood', 'alignment')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -137,10 +137,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.sinkhorn_iterations = 20
   # Rounds of FGW linearisation, each a Sinkhorn solve on the gradient at the previous plan.
   config.loss.fgw_iterations = 2
-  # How the node term prices the plan: 'likelihood' (-log m - log p per matched node, -log(1 - m)
-  # per deleted one, insert_cost per inserted one; losses.py) or 'mismatch' (1 - p, the expected GED
-  # substitution cost, whose gradient vanishes on wrong answers: it did not learn; see README).
-  config.loss.node_cost = 'likelihood'
+  # The node term: 'alignment', the exact negative log-likelihood of the target text summed over
+  # every monotone alignment of the candidates to it (alignment.py; the plan then serves the edge
+  # and clique terms); or a price of the plan: 'likelihood' (-log m - log p per matched node,
+  # -log(1 - m) per deleted one, insert_cost per inserted one; losses.py; it collapsed to short
+  # outputs, BUILD_NOTES.md) or 'mismatch' (1 - p, the expected GED substitution cost, whose
+  # gradient vanishes on wrong answers: it did not learn; see README).
+  config.loss.node_cost = 'alignment'
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
   config.loss.differentiate_plan = True

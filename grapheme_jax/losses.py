@@ -25,7 +25,11 @@ Gromov-Wasserstein objective (Vayer et al. 2019) made unbalanced with one dummy 
 * the plan's costs ``C_ia = 1 - Pr(char_i = char_a)``, 1 for a deletion or an insertion, 0
   dummy-to-dummy (GED's unit costs); the node term prices the plan either with them,
   ``node(P) = <P, C>`` (``loss.node_cost='mismatch'``), or as the negative log-likelihood of the
-  target's nodes under it (``'likelihood'``, the default; see :func:`_node_term`);
+  target's nodes under it (``'likelihood'``; see :func:`_node_term`); or the node term leaves the
+  plan: ``'alignment'`` (the default) is the exact negative log-likelihood of the target text
+  under the model's output distribution, summed over every monotone alignment of the candidates to
+  the target's characters (``alignment.py``, a CTC-style forward recursion, O(L K M)), and the
+  plan then serves the edge and clique terms;
 * ``edge(P) = sum_{ia, jb} P_ia P_jb (A_ij - B_ab)^2`` with directed adjacencies extended by an
   edgeless dummy: on a hard matching it counts every missing and every extra edge once;
 * ``clique(P)``: the same form on the clique co-membership matrices (soft counts of the
@@ -49,7 +53,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from grapheme_jax import config_lib, edits, soft_graph
+from grapheme_jax import alignment, config_lib, edits, soft_graph
 from grapheme_jax import sinkhorn as sinkhorn_lib
 
 IGNORE = edits.IGNORE
@@ -108,7 +112,7 @@ class StructuralSpec(NamedTuple):
   skip_window: int = 2
   sinkhorn_iterations: int = 20
   fgw_iterations: int = 2
-  node_cost: str = 'likelihood'
+  node_cost: str = 'alignment'
   differentiate_plan: bool = True
   matching: str = 'transport'
 
@@ -252,10 +256,14 @@ def structural_costs(
   adjacencies (``joint * adjacency``), so a candidate that surely does not exist has no edges.
   With ``differentiate_plan=False`` the plan is a constant for differentiation (as a Hungarian
   matching is in DETR-style set losses): the gradient is that of the costs at the chosen
-  matching, and no backward pass runs through Sinkhorn.
+  matching, and no backward pass runs through Sinkhorn. ``node_cost='alignment'`` finds and prices
+  the plan as ``'mismatch'`` does; :func:`structural` then replaces the node term by the target's
+  likelihood under the model's outputs, which hard graphs alone do not define.
   """
   if fgw_iterations < 1:
     raise ValueError(f'fgw_iterations={fgw_iterations} must be >= 1.')
+  if node_cost == 'alignment':  # The node term needs the model's outputs: structural() adds it.
+    node_cost = 'mismatch'
   kind = node_cost
   node_cost = node_cost_matrix(pred, target, target_ids)
   adj_t, clq_t = _augment(target.adjacency), _augment(target.cliques)
@@ -309,6 +317,7 @@ def structural(
   ``insert_cost``.
   """
   w = spec.skip_window
+  aligned = spec.node_cost == 'alignment'
   pred = soft_graph.predicted_graphs(outputs, batch['source_codes'], batch['source_len'], w)
   target = soft_graph.text_graphs(batch['target_codes'], batch['target_len'], w)
   costs = structural_costs(
@@ -326,6 +335,15 @@ def structural(
     insert_cost=weights['insert_cost'],
     matching=spec.matching,
   )
+  if aligned:
+    costs['node'] = -alignment.target_log_likelihood(
+      outputs,
+      batch['source_codes'],
+      batch['source_len'],
+      batch['target_codes'],
+      batch['target_ids'],
+      batch['target_len'],
+    )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
   parts = {f'{k}_cost': jnp.sum(example * costs[k]) / count for k in ('node', 'edge', 'clique')}
@@ -346,7 +364,10 @@ def structural_loss_texts(pred: str, target: str, **overrides) -> dict[str, floa
   Defaults are the config's (``loss.alpha``, ``beta``, ``gamma``, ``temperature``,
   ``sinkhorn_iterations``, ``fgw_iterations`` and ``model.skip_window``); any of them can be
   overridden by keyword, e.g. ``structural_loss_texts('hello', 'hallo', temperature=0.01)``.
-  Returns ``node``, ``edge``, ``clique`` (per target node) and ``total``.
+  Returns ``node``, ``edge``, ``clique`` (per target node) and ``total``. Two hard graphs carry no
+  output distribution, so ``node_cost='alignment'`` (the likelihood of the target under the model's
+  heads) prices their nodes with GED's unit costs (``'mismatch'``) here, as
+  :func:`structural_costs` does.
   """
   from grapheme_jax import graphs  # noqa: PLC0415
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import labelled_examples, tiny_config
 from scipy.optimize import linear_sum_assignment
 
-from grapheme_jax import config_lib, graphs, input_pipeline, losses, soft_graph
+from grapheme_jax import alignment, config_lib, graphs, input_pipeline, losses, soft_graph
 
 DEFAULTS = {k: config_lib.base_config().loss[k] for k in config_lib.STRUCTURAL_KEYS}
 IGNORE = losses.IGNORE
@@ -206,7 +206,7 @@ def _assert_gradient_matches_finite_differences(f, grad, outputs, rng, direction
     np.testing.assert_allclose(analytic, fd, rtol=1e-4)
 
 
-@pytest.mark.parametrize('node_cost', VARIANTS)
+@pytest.mark.parametrize('node_cost', [*VARIANTS, 'alignment'])
 def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   rng = np.random.default_rng(4)
   with jax.enable_x64(True):
@@ -227,6 +227,7 @@ def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch, 
     batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
     outputs = _random_outputs(rng)
     settings = {**DEFAULTS, 'temperature': 0.3, 'sinkhorn_iterations': 10, 'matching': matching}
+    settings['node_cost'] = 'likelihood'
 
     def total(o, fn, **extra):
       pred = soft_graph.predicted_graphs(o, batch['source_codes'], batch['source_len'], 2)
@@ -246,7 +247,13 @@ def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch, 
 
 @pytest.mark.parametrize(
   'node_cost,differentiate_plan',
-  [('mismatch', True), ('likelihood', True), ('likelihood', False), ('assignment', False)],
+  [
+    ('mismatch', True),
+    ('likelihood', True),
+    ('likelihood', False),
+    ('assignment', False),
+    ('alignment', True),
+  ],
 )
 def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
   node_cost, differentiate_plan
@@ -269,6 +276,33 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
   # Nothing flows into padding: nodes past the source length, or the weight-0 example.
   np.testing.assert_array_equal(grad['op_logits'][0, 5:], 0.0)
   np.testing.assert_array_equal(grad['op_logits'][3], 0.0)
+
+
+def test_alignment_node_term_is_the_targets_negative_log_likelihood_per_target_node():
+  """node_cost='alignment': the node term is -log P(target); edge and clique keep their plan."""
+  rng = np.random.default_rng(8)
+  batch = _batch(['ab', 'cab', 'a'], ['abc', 'b', 'ca'], 4)
+  batch['weights'] = jnp.asarray([1.0, 1.0, 0.0])
+  outputs = _random_outputs(rng, batch_size=3, length=4)
+  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
+  _, aligned = losses.structural(
+    outputs, batch, weights, losses.StructuralSpec(node_cost='alignment')
+  )
+  _, mismatch = losses.structural(
+    outputs, batch, weights, losses.StructuralSpec(node_cost='mismatch')
+  )
+  log_p = alignment.target_log_likelihood(
+    outputs,
+    *(batch[k] for k in ('source_codes', 'source_len', 'target_codes', 'target_ids')),
+    batch['target_len'],
+  )
+  np.testing.assert_allclose(aligned['node_cost'], -(log_p[0] + log_p[1]) / 4, rtol=1e-5)
+  for part in ('edge_cost', 'clique_cost'):
+    np.testing.assert_allclose(aligned[part], mismatch[part], rtol=1e-6)
+  # Hard texts carry no output distribution: their nodes are priced by GED's unit costs.
+  assert losses.structural_loss_texts('ab', 'abc', node_cost='alignment') == (
+    losses.structural_loss_texts('ab', 'abc', node_cost='mismatch')
+  )
 
 
 @pytest.fixture(scope='module')
@@ -352,8 +386,8 @@ def test_ce_warm_start_trains_on_the_cross_entropy_then_the_structural_loss(labe
 def test_insert_cost_prices_each_unit_of_target_mass_left_to_the_dummy():
   """'ab' -> 'abcd': target nodes that no candidate produces cost insert_cost per unit of mass."""
   pred, target = _hard(['ab']), _hard(['abcd'])
-  low = _costs(pred, target, insert_cost=3.0)
-  high = _costs(pred, target, insert_cost=8.0)
+  low = _costs(pred, target, insert_cost=3.0, node_cost='likelihood')
+  high = _costs(pred, target, insert_cost=8.0, node_cost='likelihood')
   np.testing.assert_array_equal(low['plan'], high['plan'])  # The matching ignores the price.
   inserted = float(low['plan'][0, -1, :-1].sum())
   assert inserted > 1.5  # 'c' and 'd' (up to Sinkhorn's blur).

@@ -1,0 +1,163 @@
+"""Laws of the exact alignment likelihood: brute-force enumeration of the model's output texts."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grapheme_jax import alignment, edits
+
+VOCAB = 'ab'  # Vocabulary ids 0, 1; 'c' is outside it (only a KEEP can emit it).
+
+
+def _softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _text_distribution(outputs, source, k_max):
+  """{text: probability} of every output text, by enumerating every choice of every factor."""
+  op = _softmax(np.asarray(outputs['op_logits'][0], np.float64))
+  char = _softmax(np.asarray(outputs['char_logits'][0], np.float64))
+  ins = _softmax(np.asarray(outputs['ins_logits'][0], np.float64))
+  vocab = len(VOCAB)
+  node_choices = []  # Per source node: [(text, p)].
+  for i, ch in enumerate(source):
+    options = [('', op[i, edits.DELETE]), (ch, op[i, edits.KEEP])]
+    options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v]) for v in range(vocab)]
+    node_choices.append(options)
+  slot_choices = []  # Per slot: [(text, p)] over counts and characters.
+  for s in range(len(source) + 1):
+    options = []
+    for c in range(k_max + 1):
+      for chars in itertools.product(range(vocab), repeat=c):
+        p = np.prod([ins[s, k, chars[k]] for k in range(c)])
+        if c < k_max:
+          p *= ins[s, c, vocab]
+        options.append((''.join(VOCAB[v] for v in chars), p))
+    slot_choices.append(options)
+  order = []  # Output order: slot 0, node 0, slot 1, ..., node L - 1, slot L.
+  for s in range(len(source) + 1):
+    order.append(slot_choices[s])
+    if s < len(source):
+      order.append(node_choices[s])
+  dist = {}
+  for combo in itertools.product(*order):
+    text = ''.join(t for t, _ in combo)
+    dist[text] = dist.get(text, 0.0) + float(np.prod([p for _, p in combo]))
+  return dist
+
+
+def _batch(outputs_list, sources, targets, length, k_max):
+  """Pads a list of single-example outputs and texts to one batch of width ``length``."""
+
+  def pad(x, axis_len, width):
+    widths = [(0, 0)] * x.ndim
+    widths[1] = (0, width - axis_len)
+    return np.pad(np.asarray(x), widths)
+
+  op = np.concatenate([pad(o['op_logits'], o['op_logits'].shape[1], length) for o in outputs_list])
+  char = np.concatenate(
+    [pad(o['char_logits'], o['char_logits'].shape[1], length) for o in outputs_list]
+  )
+  ins = np.concatenate(
+    [pad(o['ins_logits'], o['ins_logits'].shape[1], length + 1) for o in outputs_list]
+  )
+
+  def codes(t):
+    return [ord(c) for c in t] + [-1] * (length - len(t))
+
+  def ids(t):
+    return [VOCAB.index(c) if c in VOCAB else edits.IGNORE for c in t] + [-1] * (length - len(t))
+
+  return (
+    {
+      'op_logits': jnp.asarray(op),
+      'char_logits': jnp.asarray(char),
+      'ins_logits': jnp.asarray(ins),
+    },
+    jnp.asarray([codes(s) for s in sources]),
+    jnp.asarray([len(s) for s in sources]),
+    jnp.asarray([codes(t) for t in targets]),
+    jnp.asarray([ids(t) for t in targets]),
+    jnp.asarray([len(t) for t in targets]),
+  )
+
+
+def _random_outputs(rng, length, k_max, scale=1.5):
+  return {
+    'op_logits': rng.normal(size=(1, length, 3)) * scale,
+    'char_logits': rng.normal(size=(1, length, len(VOCAB))) * scale,
+    'ins_logits': rng.normal(size=(1, length + 1, k_max, len(VOCAB) + 1)) * scale,
+  }
+
+
+@pytest.mark.parametrize('source', ['', 'a', 'ca', 'abc'])
+def test_likelihood_equals_brute_force_enumeration(source):
+  k_max, width = 2, 8
+  rng = np.random.default_rng(len(source))
+  outputs = _random_outputs(rng, len(source), k_max)
+  dist = _text_distribution(outputs, source, k_max)
+  assert sum(dist.values()) == pytest.approx(1.0, abs=1e-9)
+  # Every text the model can emit, the most likely first, and a few it cannot.
+  targets = sorted(dist, key=dist.get, reverse=True)[:12] + ['cc' * 3, 'ccc'[: len(source) + 1]]
+  targets = [t for t in targets if len(t) <= width]
+  batch = _batch([outputs] * len(targets), [source] * len(targets), targets, width, k_max)
+  log_p = np.asarray(alignment.target_log_likelihood(*batch))
+  for text, lp in zip(targets, log_p):
+    expected = dist.get(text, 0.0)
+    assert np.exp(lp) == pytest.approx(expected, rel=1e-4, abs=1e-12), text
+
+
+def test_padding_and_batch_neighbours_change_nothing():
+  k_max = 2
+  rng = np.random.default_rng(7)
+  outs = [_random_outputs(rng, 2, k_max), _random_outputs(rng, 3, k_max)]
+  sources, targets = ['ab', 'cab'], ['ba', 'acb']
+  narrow = alignment.target_log_likelihood(*_batch(outs, sources, targets, 4, k_max))
+  wide = alignment.target_log_likelihood(*_batch(outs, sources, targets, 9, k_max))
+  alone = alignment.target_log_likelihood(*_batch(outs[:1], sources[:1], targets[:1], 4, k_max))
+  np.testing.assert_allclose(narrow, wide, rtol=1e-5)
+  np.testing.assert_allclose(narrow[:1], alone, rtol=1e-5)
+
+
+def test_gradient_is_finite_and_matches_finite_differences():
+  k_max = 2
+  rng = np.random.default_rng(3)
+  outputs = _random_outputs(rng, 3, k_max)
+  batch = _batch([outputs], ['cab'], ['aacb'], 6, k_max)
+  with jax.enable_x64(True):
+    as64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), batch[0])
+    f = lambda o: alignment.target_log_likelihood(o, *batch[1:])[0]  # noqa: E731
+    grad = jax.grad(f)(as64)
+    direction = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), as64)
+    eps = 1e-6
+    plus = f(jax.tree.map(lambda x, d: x + eps * d, as64, direction))
+    minus = f(jax.tree.map(lambda x, d: x - eps * d, as64, direction))
+    numeric = (plus - minus) / (2 * eps)
+    analytic = sum(
+      jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
+    )
+    assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)
+  grad32 = jax.grad(lambda o: alignment.target_log_likelihood(o, *batch[1:]).sum())(batch[0])
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grad32))
+
+
+def test_peaked_outputs_give_their_one_text_probability_one():
+  """Source 'ca': insert 'b', delete 'c', keep 'a', insert 'a': 'baa' and nothing else."""
+  big, k_max = 50.0, 2
+  op = np.zeros((1, 2, 3))
+  op[0, 0, edits.DELETE] = op[0, 1, edits.KEEP] = big
+  ins = np.zeros((1, 3, k_max, len(VOCAB) + 1))
+  end = len(VOCAB)
+  ins[0, 0, 0, VOCAB.index('b')] = ins[0, 0, 1, end] = big
+  ins[0, 1, 0, end] = big
+  ins[0, 2, 0, VOCAB.index('a')] = ins[0, 2, 1, end] = big
+  outputs = {'op_logits': op, 'char_logits': np.zeros((1, 2, len(VOCAB))), 'ins_logits': ins}
+  targets = ['baa', 'ba', 'bcaa', 'aa', '']
+  batch = _batch([outputs] * len(targets), ['ca'] * len(targets), targets, 6, k_max)
+  p = np.exp(np.asarray(alignment.target_log_likelihood(*batch)))
+  assert p[0] > 1 - 1e-6
+  np.testing.assert_array_less(p[1:], 1e-6)
