@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from experiments import breakdown, diagnose_structural
-from grapheme_jax import train
+from experiments import breakdown, diagnose_structural, make_long_task
+from grapheme_jax import data, train
 
 
 def test_breakdown_groups_by_head_symbol(tmp_path):
@@ -44,3 +44,28 @@ def test_diagnose_structural_splits_every_target_node_between_gold_other_and_dum
   overall = result['overall']
   assert 0.0 <= overall['gold_mass'] <= 1.0 and 0.0 <= overall['gold_char'] <= 1.0
   assert overall['target_length_per_example'] > 0
+
+
+def test_long_task_has_long_disjoint_inputs_and_rounded_targets(tmp_path):
+  train_items, eval_items = make_long_task.make_splits(60, 20, seed=3)
+  assert len(train_items) == 60 and len(eval_items) == 20
+  assert not {x['input'] for x in train_items} & {x['input'] for x in eval_items}
+  for item in train_items + eval_items:
+    assert 40 <= len(item['input']) <= 64
+    numbers = [int(v) for v in item['input'].split(' ')]
+    assert item['target'] == ' '.join(str((v + 5) // 10 * 10) for v in numbers)
+  assert [make_long_task.round_to_ten(v) for v in (0, 4, 5, 95, 1283, 9995)] == [
+    0,
+    0,
+    10,
+    100,
+    1280,
+    10000,
+  ]
+  assert make_long_task.make_splits(60, 20, seed=3) == (train_items, eval_items)
+  path = tmp_path / 'train.jsonl'
+  make_long_task._write(str(path), train_items)
+  loaded = data.load_jsonl(str(path))
+  assert [(p.input, p.target) for p in loaded] == [(x['input'], x['target']) for x in train_items]
+  with pytest.raises(ValueError, match='min_length'):
+    make_long_task.example(np.random.default_rng(0), 70, 64)
