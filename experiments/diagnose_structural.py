@@ -36,7 +36,6 @@ from grapheme_jax import (
   input_pipeline,
   losses,
   models,
-  soft_graph,
   train,
 )
 
@@ -81,22 +80,7 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
 
 def _batch_stats(outputs, batch, weights, spec, real: int) -> dict[str, np.ndarray]:
   """Sums over the first ``real`` examples; per-target-position arrays [M] and scalars."""
-  w = spec.skip_window
-  pred = soft_graph.predicted_graphs(outputs, batch['source_codes'], batch['source_len'], w)
-  target = soft_graph.text_graphs(batch['target_codes'], batch['target_len'], w)
-  costs = losses.structural_costs(
-    pred,
-    target,
-    batch['target_ids'],
-    alpha=weights['alpha'],
-    beta=weights['beta'],
-    gamma=weights['gamma'],
-    temperature=weights['temperature'],
-    sinkhorn_iterations=spec.sinkhorn_iterations,
-    fgw_iterations=spec.fgw_iterations,
-    node_cost=spec.node_cost,
-    insert_cost=weights['insert_cost'],
-  )
+  pred, target, costs = losses.structural_graph_costs(outputs, batch, weights, spec)
   plan = np.asarray(costs['plan'])[:real]
   m = target.mass.shape[1]
   k1 = outputs['ins_logits'].shape[2] + 1  # Candidates per group: K insertions, then the node.

@@ -305,19 +305,14 @@ def structural_costs(
   }
 
 
-def structural(
+def structural_graph_costs(
   outputs: dict[str, jax.Array],
   batch: dict[str, jax.Array],
   weights: dict[str, jax.Array],
   spec: StructuralSpec,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The structural loss of a batch: alpha * node + beta * edge + gamma * clique per target node.
-
-  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma``, ``temperature`` and
-  ``insert_cost``.
-  """
+) -> tuple[soft_graph.SoftGraph, soft_graph.SoftGraph, dict[str, jax.Array]]:
+  """A batch's predicted and target graphs and their :func:`structural_costs` under ``spec``."""
   w = spec.skip_window
-  aligned = spec.node_cost == 'alignment'
   pred = soft_graph.predicted_graphs(outputs, batch['source_codes'], batch['source_len'], w)
   target = soft_graph.text_graphs(batch['target_codes'], batch['target_len'], w)
   costs = structural_costs(
@@ -335,6 +330,23 @@ def structural(
     insert_cost=weights['insert_cost'],
     matching=spec.matching,
   )
+  return pred, target, costs
+
+
+def structural(
+  outputs: dict[str, jax.Array],
+  batch: dict[str, jax.Array],
+  weights: dict[str, jax.Array],
+  spec: StructuralSpec,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The structural loss of a batch: alpha * node + beta * edge + gamma * clique per target node.
+
+  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma``, ``temperature`` and
+  ``insert_cost``. With ``spec.node_cost='alignment'`` the node term is the target's negative
+  log-likelihood under ``outputs`` (:func:`alignment.target_log_likelihood`).
+  """
+  aligned = spec.node_cost == 'alignment'
+  _, _, costs = structural_graph_costs(outputs, batch, weights, spec)
   if aligned:
     costs['node'] = -alignment.target_log_likelihood(
       outputs,
