@@ -44,7 +44,7 @@ HYBRID_SCHEDULES = ('constant', 'linear', 'cosine')
 MATCHINGS = ('transport', 'assignment')  # How the structural loss matches nodes (losses.py).
 DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
-# How the structural loss's node term prices a matching (losses.py).
+# The structural loss's node term: the alignment likelihood, or a price of the matching (losses.py).
 NODE_COSTS = ('mismatch', 'likelihood', 'alignment')
 
 

@@ -345,9 +345,8 @@ def structural(
   ``insert_cost``. With ``spec.node_cost='alignment'`` the node term is the target's negative
   log-likelihood under ``outputs`` (:func:`alignment.target_log_likelihood`).
   """
-  aligned = spec.node_cost == 'alignment'
   _, _, costs = structural_graph_costs(outputs, batch, weights, spec)
-  if aligned:
+  if spec.node_cost == 'alignment':
     costs['node'] = -alignment.target_log_likelihood(
       outputs,
       batch['source_codes'],
