@@ -35,6 +35,8 @@ TRACED_LOSS_KEYS = (
   'gamma',
   'temperature',
   'insert_cost',
+  'alignment_temperature',
+  'alignment_prior',
   'hybrid_lambda',
   'hybrid_lambda_start',
   'hybrid_schedule_steps',
@@ -144,6 +146,12 @@ def base_config() -> ml_collections.ConfigDict:
   # outputs, BUILD_NOTES.md) or 'mismatch' (1 - p, the expected GED substitution cost, whose
   # gradient vanishes on wrong answers: it did not learn; see README).
   config.loss.node_cost = 'alignment'
+  # 'alignment': tau in (0, 1] of the sum over alignments, tau * log sum exp(log P(a) / tau).
+  # 1 is the exact likelihood; towards 0, the most probable alignment's alone (Viterbi, hard EM).
+  config.loss.alignment_temperature = 1.0
+  # 'alignment': rho >= 0 of a diagonal alignment prior, exp(-rho * |input position - target
+  # position|) per written character (alignment.py); 0 is the exact likelihood.
+  config.loss.alignment_prior = 0.0
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
   config.loss.differentiate_plan = True
@@ -265,6 +273,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.node_cost': _one_of(NODE_COSTS),
   'loss.differentiate_plan': _BOOL,
   'loss.insert_cost': _NON_NEGATIVE,
+  'loss.alignment_temperature': _real(lambda v: 0 < v <= 1, 'in (0, 1]'),
+  'loss.alignment_prior': _NON_NEGATIVE,
   'loss.matching': _one_of(MATCHINGS),
   'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
   'loss.hybrid_schedule': _one_of(HYBRID_SCHEDULES),

@@ -341,12 +341,25 @@ def structural(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The structural loss of a batch: alpha * node + beta * edge + gamma * clique per target node.
 
-  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma``, ``temperature`` and
-  ``insert_cost``. With ``spec.node_cost='alignment'`` the node term is the target's negative
-  log-likelihood under ``outputs`` (:func:`alignment.target_log_likelihood`).
+  ``weights`` holds traced scalars ``alpha``, ``beta``, ``gamma``, ``temperature``,
+  ``insert_cost``, ``alignment_temperature`` and ``alignment_prior``. With
+  ``spec.node_cost='alignment'`` the node term is the target's negative log-likelihood under
+  ``outputs`` (:func:`alignment.target_log_likelihood`), and when ``beta`` and ``gamma`` are both
+  0 the Sinkhorn plan is skipped at run time: the edge and clique parts are then logged as 0.
   """
-  _, _, costs = structural_graph_costs(outputs, batch, weights, spec)
   if spec.node_cost == 'alignment':
+    # The plan serves the edge and clique terms only: with both weights 0 it is not computed
+    # (a runtime branch on the traced weights, so a sweep through 0 does not recompile).
+    def plan_terms(_):
+      costs = structural_graph_costs(outputs, batch, weights, spec)[2]
+      return {k: costs[k] for k in ('edge', 'clique')}
+
+    def no_plan(_):
+      zero = jnp.zeros(batch['target_len'].shape, jnp.float32)
+      return {'edge': zero, 'clique': zero}
+
+    needed = (weights['beta'] != 0) | (weights['gamma'] != 0)
+    costs = jax.lax.cond(needed, plan_terms, no_plan, None)
     costs['node'] = -alignment.target_log_likelihood(
       outputs,
       batch['source_codes'],
@@ -354,7 +367,11 @@ def structural(
       batch['target_codes'],
       batch['target_ids'],
       batch['target_len'],
+      weights['alignment_temperature'],
+      weights['alignment_prior'],
     )
+  else:
+    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
   parts = {f'{k}_cost': jnp.sum(example * costs[k]) / count for k in ('node', 'edge', 'clique')}

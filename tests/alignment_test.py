@@ -17,16 +17,20 @@ def _softmax(x):
   return e / e.sum(-1, keepdims=True)
 
 
-def _text_distribution(outputs, source, k_max):
-  """{text: probability} of every output text, by enumerating every choice of every factor."""
+def _text_paths(outputs, source, k_max):
+  """{text: [(probability, displacement) of each way to write it]}, enumerating every choice.
+
+  The displacement is the diagonal prior's: sum over written characters of |s - m| (node s) or
+  |s + k - m| (position k of slot s), m the character's place in the text.
+  """
   op = _softmax(np.asarray(outputs['op_logits'][0], np.float64))
   char = _softmax(np.asarray(outputs['char_logits'][0], np.float64))
   ins = _softmax(np.asarray(outputs['ins_logits'][0], np.float64))
   vocab = len(VOCAB)
   node_choices = []  # Per source node: [(text, p)].
   for i, ch in enumerate(source):
-    options = [('', op[i, edits.DELETE]), (ch, op[i, edits.KEEP])]
-    options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v]) for v in range(vocab)]
+    options = [('', op[i, edits.DELETE], ()), (ch, op[i, edits.KEEP], (i,))]
+    options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v], (i,)) for v in range(vocab)]
     node_choices.append(options)
   slot_choices = []  # Per slot: [(text, p)] over counts and characters.
   for s in range(len(source) + 1):
@@ -36,18 +40,27 @@ def _text_distribution(outputs, source, k_max):
         p = np.prod([ins[s, k, chars[k]] for k in range(c)])
         if c < k_max:
           p *= ins[s, c, vocab]
-        options.append((''.join(VOCAB[v] for v in chars), p))
+        options.append((''.join(VOCAB[v] for v in chars), p, tuple(s + k for k in range(c))))
     slot_choices.append(options)
   order = []  # Output order: slot 0, node 0, slot 1, ..., node L - 1, slot L.
   for s in range(len(source) + 1):
     order.append(slot_choices[s])
     if s < len(source):
       order.append(node_choices[s])
-  dist = {}
+  paths = {}
   for combo in itertools.product(*order):
-    text = ''.join(t for t, _ in combo)
-    dist[text] = dist.get(text, 0.0) + float(np.prod([p for _, p in combo]))
-  return dist
+    text = ''.join(t for t, _, _ in combo)
+    diagonal = [d for _, _, ds in combo for d in ds]
+    displacement = sum(abs(d - m) for m, d in enumerate(diagonal))
+    paths.setdefault(text, []).append((float(np.prod([p for _, p, _ in combo])), displacement))
+  return paths
+
+
+def _text_distribution(outputs, source, k_max):
+  """{text: probability} of every output text: the sum over its ways."""
+  return {
+    text: sum(p for p, _ in ways) for text, ways in _text_paths(outputs, source, k_max).items()
+  }
 
 
 def _batch(outputs_list, sources, targets, length, k_max):
@@ -109,6 +122,25 @@ def test_likelihood_equals_brute_force_enumeration(source):
   for text, lp in zip(targets, log_p):
     expected = dist.get(text, 0.0)
     assert np.exp(lp) == pytest.approx(expected, rel=1e-4, abs=1e-12), text
+
+
+@pytest.mark.parametrize('tau,rho', [(1.0, 0.0), (0.5, 0.0), (0.05, 0.0), (1.0, 0.7), (0.3, 2.0)])
+def test_temperature_and_prior_over_the_ways_to_write_the_target(tau, rho):
+  """tau * log sum_ways (p e^(-rho d))^(1 / tau): the likelihood at (1, 0), Viterbi as tau -> 0."""
+  k_max, width, source = 2, 8, 'cab'
+  rng = np.random.default_rng(11)
+  outputs = _random_outputs(rng, len(source), k_max)
+  paths = _text_paths(outputs, source, k_max)
+  targets = sorted(paths, key=lambda t: -sum(p for p, _ in paths[t]))[:10]
+  targets = [t for t in targets if len(t) <= width]
+  batch = _batch([outputs] * len(targets), [source] * len(targets), targets, width, k_max)
+  got = np.asarray(alignment.target_log_likelihood(*batch, temperature=tau, prior=rho))
+  for text, value in zip(targets, got):
+    log_p = np.asarray([np.log(p) - rho * d for p, d in paths[text]])
+    expected = tau * np.logaddexp.reduce(log_p / tau)
+    assert value == pytest.approx(expected, rel=1e-4, abs=1e-4), text
+    if tau == 0.05:  # Within tau * log(#ways) of the most probable way (Viterbi).
+      assert log_p.max() <= value + 1e-4 <= log_p.max() + tau * np.log(len(log_p)) + 2e-4
 
 
 def test_padding_and_batch_neighbours_change_nothing():

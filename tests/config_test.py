@@ -51,6 +51,8 @@ from grapheme_jax import config_lib
     ('loss.hybrid_lambda_start', 2.0, 'loss.hybrid_lambda_start'),
     ('loss.hybrid_schedule_steps', 0, 'loss.hybrid_schedule_steps'),
     ('loss.ce_warmup_steps', -5, 'loss.ce_warmup_steps'),
+    ('loss.alignment_temperature', 0.0, 'loss.alignment_temperature'),
+    ('loss.alignment_temperature', 1.5, 'loss.alignment_temperature'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):

@@ -212,7 +212,15 @@ def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   with jax.enable_x64(True):
     batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
     outputs = _random_outputs(rng)
-    weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
+    weights = {
+      'alpha': 1.0,
+      'beta': 0.5,
+      'gamma': 2.0,
+      'temperature': 0.3,
+      'insert_cost': 3.0,
+      'alignment_temperature': 1.0,
+      'alignment_prior': 0.0,
+    }
     spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, **_variant(node_cost))
     f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
     assert f(outputs).dtype == jnp.float64
@@ -267,7 +275,15 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
     'char_logits': jnp.asarray(5 * rng.normal(size=(4, length, v)), jnp.float32),
     'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
   }
-  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 1e-3, 'insert_cost': 3.0}
+  weights = {
+    'alpha': 1.0,
+    'beta': 0.5,
+    'gamma': 2.0,
+    'temperature': 1e-3,
+    'insert_cost': 3.0,
+    'alignment_temperature': 1.0,
+    'alignment_prior': 0.0,
+  }
   spec = losses.StructuralSpec(**_variant(node_cost), differentiate_plan=differentiate_plan)
   loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, spec)
   assert np.isfinite(float(loss))
@@ -284,7 +300,15 @@ def test_alignment_node_term_is_the_targets_negative_log_likelihood_per_target_n
   batch = _batch(['ab', 'cab', 'a'], ['abc', 'b', 'ca'], 4)
   batch['weights'] = jnp.asarray([1.0, 1.0, 0.0])
   outputs = _random_outputs(rng, batch_size=3, length=4)
-  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
+  weights = {
+    'alpha': 1.0,
+    'beta': 0.5,
+    'gamma': 2.0,
+    'temperature': 0.3,
+    'insert_cost': 3.0,
+    'alignment_temperature': 1.0,
+    'alignment_prior': 0.0,
+  }
   _, aligned = losses.structural(
     outputs, batch, weights, losses.StructuralSpec(node_cost='alignment')
   )
@@ -303,6 +327,27 @@ def test_alignment_node_term_is_the_targets_negative_log_likelihood_per_target_n
   assert losses.structural_loss_texts('ab', 'abc', node_cost='alignment') == (
     losses.structural_loss_texts('ab', 'abc', node_cost='mismatch')
   )
+
+
+def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
+  """The alignment node term alone: same loss and gradient as with the plan, edge/clique 0."""
+  rng = np.random.default_rng(9)
+  batch = _batch(['ab', 'cab'], ['abc', 'b'], 4)
+  outputs = _random_outputs(rng, length=4)
+  spec = losses.StructuralSpec(node_cost='alignment')
+  weights = {'alpha': 1.5, 'beta': 0.0, 'gamma': 0.0, 'temperature': 0.3, 'insert_cost': 3.0}
+  weights.update(alignment_temperature=0.5, alignment_prior=0.5)
+  f = jax.jit(lambda o, w: losses.structural(o, batch, w, spec))
+  (loss, parts), grad = jax.value_and_grad(f, has_aux=True)(outputs, weights)
+  assert parts['edge_cost'] == parts['clique_cost'] == 0.0
+  np.testing.assert_allclose(loss, 1.5 * parts['node_cost'], rtol=1e-6)
+  # With the plan computed (beta > 0), the node term and its gradient are the same.
+  tiny = {**weights, 'beta': 1e-30}
+  (_, with_plan), grad_plan = jax.value_and_grad(f, has_aux=True)(outputs, tiny)
+  assert with_plan['edge_cost'] > 0.0
+  np.testing.assert_allclose(parts['node_cost'], with_plan['node_cost'], rtol=1e-6)
+  for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_plan)):
+    np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
 
 
 @pytest.fixture(scope='module')
