@@ -50,3 +50,16 @@ def test_growth_measures_time_and_memory_per_size_and_fits_the_exponent():
   assert large['peak_bytes_xla'] > small['peak_bytes_xla'] > 0  # [B, N, N, w] pair tensors grow.
   assert small['ms_per_step'] > 0 and np.isfinite(row['time_exponent'])
   assert row['memory_exponent'] > 0
+
+
+def test_bucket_table_times_each_variant_per_length_against_the_cross_entropy():
+  from experiments.benchmarks import __main__ as bench  # noqa: PLC0415
+
+  rows = bench._buckets(tiny_config(), (8,), batch=2, steps=1)
+  assert [r['name'] for r in rows] == [
+    'bucket, cross_entropy, batch 2',
+    'bucket, structural, batch 2',
+    'bucket, structural, beta=0.5 gamma=2, batch 2',
+  ]
+  assert rows[0]['points'][0]['ratio_to_cross_entropy'] == 1.0
+  assert all(r['points'][0]['ratio_to_cross_entropy'] > 0 for r in rows)

@@ -3,7 +3,7 @@
 python -m experiments.benchmarks [--out=benchmarks.json] [--quick] [--skip_growth]
 
 ``--quick`` uses tiny sizes (a smoke test of the code, not a measurement). The growth curve
-(16 ... 256 nodes per graph, three loss modes) takes most of the time: about N minutes on 2 CPU
+(16 ... 256 nodes per graph, three loss modes) takes most of the time: about 8 minutes on 2 CPU
 cores; ``--skip_growth`` leaves it out.
 """
 
@@ -28,6 +28,36 @@ def _tiny_config():
   return config
 
 
+BUCKETS = (16, 32, 64)  # Issue 16's cost goal: structural <= 1.5x the cross-entropy's step here.
+# The structural loss with its Sinkhorn edge and clique terms on (the defaults turn them off).
+SINKHORN_TERMS = {'beta': 0.5, 'gamma': 2.0}
+
+
+def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
+  """Train step per bucket for the cross-entropy and the structural loss, side by side.
+
+  Each point is ``growth.measure`` (one batch of graphs of exactly that many nodes, compiled ahead
+  of time); the structural rows carry their ratio to the cross-entropy's time at the same length.
+  """
+  with_terms = config.copy_and_resolve_references()
+  with_terms.loss.update(SINKHORN_TERMS)
+  variants = [
+    ('cross_entropy', config, 'cross_entropy'),
+    ('structural', config, 'structural'),
+    ('structural, beta=0.5 gamma=2', with_terms, 'structural'),
+  ]
+  rows = []
+  for name, variant, mode in variants:
+    variant = variant.copy_and_resolve_references()
+    variant.loss.mode = mode
+    points = [growth.measure(variant, n, batch, steps) for n in lengths]
+    rows.append({'name': f'bucket, {name}, batch {batch}', 'points': points})
+  for row in rows:
+    for point, anchor in zip(row['points'], rows[0]['points']):
+      point['ratio_to_cross_entropy'] = point['ms_per_step'] / anchor['ms_per_step']
+  return rows
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--out', default='', help='JSON file for the results')
@@ -40,10 +70,12 @@ def main(argv=None) -> None:
       edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1),
     ]
     steps = train_step.run(_tiny_config(), steps=3)
+    buckets = _buckets(_tiny_config(), (8, 16), batch=4, steps=1)
     curves = [] if args.skip_growth else growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)
   else:
     rows = [sinkhorn_vs_ott.run(), edit_dp_vs_rapidfuzz.run()]
     steps = train_step.run()
+    buckets = _buckets(config_lib.base_config(), BUCKETS, batch=64, steps=5)
     curves = [] if args.skip_growth else growth.run()
   cpu = platform.processor() or platform.machine()
   device = f'{jax.devices()[0].device_kind} ({jax.default_backend()}), host {cpu}'
@@ -63,6 +95,12 @@ def main(argv=None) -> None:
       f'first call per bucket {compile_s}  after warm-up: {row["traces_after_warmup"]} traces, '
       f'{row["compiles_after_warmup"]} compilations'
     )
+  for row in buckets:
+    cells = ', '.join(
+      f'{p["nodes"]}: {p["ms_per_step"]:.0f} ms ({p["ratio_to_cross_entropy"]:.2f}x)'
+      for p in row['points']
+    )
+    print(f'{row["name"]:48s} {cells}')
   for row in curves:
     cells = ', '.join(
       f'{p["nodes"]}: {p["ms_per_step"]:.0f} ms {(p["peak_bytes_xla"] or 0) / 2**20:.0f} MiB'
@@ -72,7 +110,7 @@ def main(argv=None) -> None:
     if 'memory_exponent' in row:
       fit += f', memory ~ L^{row["memory_exponent"]:.2f}'
     print(f'{row["name"]:48s} {cells}; {fit}')
-  rows += steps + curves
+  rows += steps + buckets + curves
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
       json.dump({'jax': jax.__version__, 'device': device, 'results': rows}, f, indent=2)
