@@ -1,6 +1,7 @@
 """The structural loss: alpha * node + beta * edge + gamma * clique under a soft graph matching.
 
-No edit labels are used for training (the cross-entropy is only logged, as a monitor).
+No edit labels are used for training (the cross-entropy is only logged, as a monitor). By default
+only the node term trains (beta = gamma = 0, see get_config); the sweep turns the others on.
 
 python -m grapheme_jax.main --config=configs/structural.py --workdir=/tmp/structural \
     --config.loss.alpha=1.0 --config.loss.beta=0.5 --config.loss.gamma=2.0
@@ -13,11 +14,17 @@ def get_config(arg=None):
   del arg
   config = config_lib.base_config()
   config.loss.mode = 'structural'
+  # The node term (the target's likelihood over all alignments) alone: with it, the Sinkhorn edge
+  # and clique terms slowed learning on level 2 (0.078 held-out exact match with beta = 0.5,
+  # gamma = 2 against 0.16 without; README, Results). With both weights 0 the plan is not computed;
+  # set them (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure terms.
+  config.loss.beta = 0.0
+  config.loss.gamma = 0.0
   return config
 
 
 def sweep(add):
-  """alpha x beta, 3 x 3 around the defaults (``python -m experiments.sweep``)."""
-  for alpha in (0.5, 1.0, 2.0):
-    for beta in (0.0, 0.5, 1.0):
-      add(**{'loss.alpha': alpha, 'loss.beta': beta})
+  """beta x gamma, 3 x 3 from the node term alone (``python -m experiments.sweep``)."""
+  for beta in (0.0, 0.5, 1.0):
+    for gamma in (0.0, 1.0, 2.0):
+      add(**{'loss.beta': beta, 'loss.gamma': gamma})

@@ -135,11 +135,11 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
 def test_sweep_cli_rejects_an_override_of_a_swept_key(tmp_path):
   result = subprocess.run(
     [sys.executable, '-m', 'experiments.sweep', '--config=configs/structural.py',
-     f'--workdir={tmp_path}', '--config.loss.alpha=3'],
+     f'--workdir={tmp_path}', '--config.loss.beta=3'],
     cwd=ROOT, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert result.returncode != 0
-  assert 'error: --config.loss.alpha is set on the command line but swept' in result.stderr
+  assert 'error: --config.loss.beta is set on the command line but swept' in result.stderr
   assert 'Traceback' not in result.stderr
 
 
