@@ -354,9 +354,8 @@ def structural(
       costs = structural_graph_costs(outputs, batch, weights, spec)[2]
       return {k: costs[k] for k in ('edge', 'clique')}
 
-    def no_plan(_):
-      zero = jnp.zeros(batch['target_len'].shape, jnp.float32)
-      return {'edge': zero, 'clique': zero}
+    def no_plan(_):  # Zeros of the plan branch's shapes and dtypes (float64 under x64).
+      return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(plan_terms, None))
 
     needed = (weights['beta'] != 0) | (weights['gamma'] != 0)
     costs = jax.lax.cond(needed, plan_terms, no_plan, None)
