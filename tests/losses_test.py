@@ -12,6 +12,15 @@ from scipy.optimize import linear_sum_assignment
 from grapheme_jax import alignment, config_lib, graphs, input_pipeline, losses, soft_graph
 
 DEFAULTS = {k: config_lib.base_config().loss[k] for k in config_lib.STRUCTURAL_KEYS}
+# Traced weights of losses.structural for tests that call it directly.
+WEIGHTS = {
+  'alpha': 1.0,
+  'beta': 0.5,
+  'gamma': 2.0,
+  'insert_cost': 3.0,
+  'alignment_temperature': 1.0,
+  'alignment_prior': 0.0,
+}
 IGNORE = losses.IGNORE
 # The node pricings under test: the two of matching='transport', and matching='assignment'.
 VARIANTS = ['mismatch', 'likelihood', 'assignment']
@@ -212,15 +221,7 @@ def test_gradients_equal_central_finite_differences_in_float64(node_cost):
   with jax.enable_x64(True):
     batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
     outputs = _random_outputs(rng)
-    weights = {
-      'alpha': 1.0,
-      'beta': 0.5,
-      'gamma': 2.0,
-      'temperature': 0.3,
-      'insert_cost': 3.0,
-      'alignment_temperature': 1.0,
-      'alignment_prior': 0.0,
-    }
+    weights = {**WEIGHTS, 'temperature': 0.3}
     spec = losses.StructuralSpec(2, sinkhorn_iterations=10, fgw_iterations=2, **_variant(node_cost))
     f = jax.jit(lambda o: _loss_fn(o, batch, weights, spec))
     assert f(outputs).dtype == jnp.float64
@@ -275,15 +276,7 @@ def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(
     'char_logits': jnp.asarray(5 * rng.normal(size=(4, length, v)), jnp.float32),
     'ins_logits': jnp.asarray(5 * rng.normal(size=(4, length + 1, k, v + 1)), jnp.float32),
   }
-  weights = {
-    'alpha': 1.0,
-    'beta': 0.5,
-    'gamma': 2.0,
-    'temperature': 1e-3,
-    'insert_cost': 3.0,
-    'alignment_temperature': 1.0,
-    'alignment_prior': 0.0,
-  }
+  weights = {**WEIGHTS, 'temperature': 1e-3}
   spec = losses.StructuralSpec(**_variant(node_cost), differentiate_plan=differentiate_plan)
   loss, grad = jax.value_and_grad(_loss_fn)(outputs, batch, weights, spec)
   assert np.isfinite(float(loss))
@@ -300,15 +293,7 @@ def test_alignment_node_term_is_the_targets_negative_log_likelihood_per_target_n
   batch = _batch(['ab', 'cab', 'a'], ['abc', 'b', 'ca'], 4)
   batch['weights'] = jnp.asarray([1.0, 1.0, 0.0])
   outputs = _random_outputs(rng, batch_size=3, length=4)
-  weights = {
-    'alpha': 1.0,
-    'beta': 0.5,
-    'gamma': 2.0,
-    'temperature': 0.3,
-    'insert_cost': 3.0,
-    'alignment_temperature': 1.0,
-    'alignment_prior': 0.0,
-  }
+  weights = {**WEIGHTS, 'temperature': 0.3}
   _, aligned = losses.structural(
     outputs, batch, weights, losses.StructuralSpec(node_cost='alignment')
   )
