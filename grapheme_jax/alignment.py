@@ -60,7 +60,6 @@ def target_log_likelihood(
   ``tau * log sum_a exp(log P(a) / tau)`` (the same recursion in the tau-log semiring): tau = 1 is
   the exact likelihood; as tau -> 0 it tends to the log-probability of the single most probable
   alignment that writes the target (Viterbi; hard EM), whose gradient trains that alignment alone.
-  ``tau`` may be traced.
 
   Args:
     outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
