@@ -62,7 +62,11 @@ def example(rng: np.random.Generator, min_length: int, max_length: int) -> dict[
 def make_splits(
   train: int, evaluation: int, min_length: int = 40, max_length: int = 64, seed: int = 0
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-  """Disjoint train and held-out examples (distinct inputs), deterministic in ``seed``."""
+  """Disjoint train and held-out examples (distinct inputs), deterministic in ``seed``.
+
+  Targets fit ``max_length`` too (a carry can make one longer than its input): the task trains
+  with ``data.max_length = max_length``, which would reject the longer ones.
+  """
   rng = np.random.default_rng(seed)
   seen: set[str] = set()
   out: list[dict[str, str]] = []
@@ -72,7 +76,8 @@ def make_splits(
     if attempts > 100 * (train + evaluation):
       raise ValueError(f'Could not draw {train + evaluation} distinct inputs of this length.')
     item = example(rng, min_length, max_length)
-    if min_length <= len(item['input']) <= max_length and item['input'] not in seen:
+    fits = min_length <= len(item['input']) and len(item['target']) <= max_length
+    if fits and len(item['input']) <= max_length and item['input'] not in seen:
       seen.add(item['input'])
       out.append(item)
   return out[:train], out[train:]

@@ -51,10 +51,13 @@ def target_log_likelihood(
 
   With ``prior`` rho > 0 each alignment is weighted by ``exp(-rho * displacement)``: a character
   that source node ``s`` writes at target position ``m`` adds ``|s - m|``, one that position ``k``
-  of slot ``s`` writes adds ``|s + k - m|`` -- the diagonal alignment prior of monotonic attention
-  (guided attention, RAD-TTS's beta-binomial prior). The target written left-aligned over the input
-  costs 0; rho = 0 is the exact likelihood, and rho > 0 lower-bounds it. It breaks the symmetry
-  between alignments that are equally likely under an untrained model.
+  of slot ``s`` writes adds ``|s + k - m| + 1`` -- the diagonal alignment prior of monotonic
+  attention (guided attention, RAD-TTS's beta-binomial prior), with one unit more per insertion.
+  The target written left-aligned over the input costs 0 (plus one per character beyond the
+  input's length); rho = 0 is the exact likelihood, and rho > 0 lower-bounds it. It breaks the
+  symmetry between alignments that are equally likely under an untrained model. Without the extra
+  unit, slot ``s`` ties with node ``s`` and the likelihood let the model delete every node and
+  write the answer from slot 0's insertions (level 2: every held-out prediction; BUILD_NOTES.md).
 
   With ``temperature`` tau < 1 the sum over alignments becomes the smoothed maximum
   ``tau * log sum_a exp(log P(a) / tau)`` (the same recursion in the tau-log semiring): tau = 1 is
@@ -110,7 +113,7 @@ def target_log_likelihood(
   ins_chars = jax.nn.log_softmax(ins[..., :vocab], -1)  # Given the position exists.
   slot_emit = emit(ins_chars.reshape(bsz, -1, vocab)).reshape(bsz, length + 1, k_max, m_max)
   at = jnp.arange(length + 1)[:, None, None] + jnp.arange(k_max)[None, :, None]  # s + k.
-  slot_emit = slot_emit - rho * jnp.abs(at - pos)
+  slot_emit = slot_emit - rho * (jnp.abs(at - pos) + 1)  # An insertion costs one more.
 
   # Nodes: log P(DELETE), and log P(node s writes target character m) by KEEP or by MODIFY.
   op_lp = jax.nn.log_softmax(op, -1)

@@ -21,7 +21,8 @@ def _text_paths(outputs, source, k_max):
   """{text: [(probability, displacement) of each way to write it]}, enumerating every choice.
 
   The displacement is the diagonal prior's: sum over written characters of |s - m| (node s) or
-  |s + k - m| (position k of slot s), m the character's place in the text.
+  |s + k - m| + 1 (position k of slot s: an insertion costs one more), m the character's place in
+  the text.
   """
   op = _softmax(np.asarray(outputs['op_logits'][0], np.float64))
   char = _softmax(np.asarray(outputs['char_logits'][0], np.float64))
@@ -29,8 +30,8 @@ def _text_paths(outputs, source, k_max):
   vocab = len(VOCAB)
   node_choices = []  # Per source node: [(text, p)].
   for i, ch in enumerate(source):
-    options = [('', op[i, edits.DELETE], ()), (ch, op[i, edits.KEEP], (i,))]
-    options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v], (i,)) for v in range(vocab)]
+    options = [('', op[i, edits.DELETE], ()), (ch, op[i, edits.KEEP], ((i, 0),))]
+    options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v], ((i, 0),)) for v in range(vocab)]
     node_choices.append(options)
   slot_choices = []  # Per slot: [(text, p)] over counts and characters.
   for s in range(len(source) + 1):
@@ -40,7 +41,7 @@ def _text_paths(outputs, source, k_max):
         p = np.prod([ins[s, k, chars[k]] for k in range(c)])
         if c < k_max:
           p *= ins[s, c, vocab]
-        options.append((''.join(VOCAB[v] for v in chars), p, tuple(s + k for k in range(c))))
+        options.append((''.join(VOCAB[v] for v in chars), p, tuple((s + k, 1) for k in range(c))))
     slot_choices.append(options)
   order = []  # Output order: slot 0, node 0, slot 1, ..., node L - 1, slot L.
   for s in range(len(source) + 1):
@@ -51,7 +52,7 @@ def _text_paths(outputs, source, k_max):
   for combo in itertools.product(*order):
     text = ''.join(t for t, _, _ in combo)
     diagonal = [d for _, _, ds in combo for d in ds]
-    displacement = sum(abs(d - m) for m, d in enumerate(diagonal))
+    displacement = sum(abs(d - m) + extra for m, (d, extra) in enumerate(diagonal))
     paths.setdefault(text, []).append((float(np.prod([p for _, p, _ in combo])), displacement))
   return paths
 

@@ -51,7 +51,7 @@ def test_long_task_has_long_disjoint_inputs_and_rounded_targets(tmp_path):
   assert len(train_items) == 60 and len(eval_items) == 20
   assert not {x['input'] for x in train_items} & {x['input'] for x in eval_items}
   for item in train_items + eval_items:
-    assert 40 <= len(item['input']) <= 64
+    assert 40 <= len(item['input']) <= 64 and len(item['target']) <= 64
     numbers = [int(v) for v in item['input'].split(' ')]
     assert item['target'] == ' '.join(str((v + 5) // 10 * 10) for v in numbers)
   assert [make_long_task.round_to_ten(v) for v in (0, 4, 5, 95, 1283, 9995)] == [
