@@ -137,16 +137,12 @@ def target_log_likelihood(
     runs = _shift(runs, 1) + chars[:, :, c - 1]  # [B, L + 1, M + 1]
     ways.append(runs + log_count[..., c : c + 1])
   ways = jnp.stack(ways, 2)  # [B, L + 1, K + 1, M + 1]
-  # before[c, m] = forward[m - c] as a product with 0/1 shift matrices (exact at HIGHEST
-  # precision; a gather and its scatter-add gradient are slow on CPU).
-  back = jnp.arange(m_max + 1)[None, :] - jnp.arange(k_max + 1)[:, None]  # [c, m] -> m - c.
-  reachable = back >= 0
-  shifts = (jnp.arange(m_max + 1)[None, :, None] == back[:, None, :]).astype(op.dtype)
 
   def group(forward, xs):
     way, gone, node = xs  # [B, K + 1, M + 1], [B], [B, M]
-    before = jnp.einsum('bj,cjm->bcm', forward, shifts, precision=jax.lax.Precision.HIGHEST)
-    before = jnp.where(reachable, before, _NEG)  # [B, K + 1, M + 1]: forward[m - c].
+    # before[c, m] = forward[m - c], _NEG where m < c: K + 1 static slices, O(K M) per group (a
+    # product with 0/1 shift matrices costs O(K M^2), and made the loss O(L^3)).
+    before = jnp.stack([_shift(forward, c) for c in range(k_max + 1)], 1)  # [B, K + 1, M + 1]
     out = tau * jax.nn.logsumexp((before + way) / tau, axis=1)
     emitted = _shift(out, 1) + jnp.pad(node, ((0, 0), (1, 0)), constant_values=_NEG)
     return add(out + gone[:, None], emitted), None

@@ -140,7 +140,7 @@ def test_config_files_validate_and_set_their_mode(name):
 
 def _cli(*args):
   argv, env = cli_command(*args)
-  return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+  return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.slow
