@@ -76,8 +76,8 @@ def make_splits(
     if attempts > 100 * (train + evaluation):
       raise ValueError(f'Could not draw {train + evaluation} distinct inputs of this length.')
     item = example(rng, min_length, max_length)
-    fits = min_length <= len(item['input']) and len(item['target']) <= max_length
-    if fits and len(item['input']) <= max_length and item['input'] not in seen:
+    fits = min_length <= len(item['input']) <= max_length and len(item['target']) <= max_length
+    if fits and item['input'] not in seen:
       seen.add(item['input'])
       out.append(item)
   return out[:train], out[train:]

@@ -127,16 +127,16 @@ def make_examples(
   over = np.argwhere(ins_count > max_insertions)
   if len(over):
     i, slot = over[0]
+    other_way = (
+      ", or set --config.data.alignment=levenshtein (it inserts where the target's extra "
+      'characters are, not all after the last one)'
+      if alignment == 'positional'
+      else ''
+    )
     raise ValueError(
       f'{_example_name(split, i, pairs[i])} needs {ins_count[i, slot]} characters inserted in '
       f'one slot, more than model.max_insertions={max_insertions}: {pairs[i].input[:60]!r} -> '
-      f'{pairs[i].target[:60]!r}. Raise --config.model.max_insertions'
-      + (
-        ", or set --config.data.alignment=levenshtein (it inserts where the target's extra "
-        'characters are, not all after the last one).'
-        if alignment == 'positional'
-        else '.'
-      )
+      f'{pairs[i].target[:60]!r}. Raise --config.model.max_insertions{other_way}.'
     )
   ins_ids = to_vocab_ids(ins_chars, vocab)
   k = np.arange(max_insertions)[None, None, :]

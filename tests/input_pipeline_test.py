@@ -27,6 +27,9 @@ def test_gold_labels_decode_to_the_target_on_every_math_level(alignment):
 def test_too_many_insertions_is_an_error_naming_the_example():
   with pytest.raises(ValueError, match=r'test example 1 needs 9 characters.*max_insertions=8'):
     labelled_examples([data.Pair('a', 'a'), data.Pair('a', 'abcdefghij')])
+  # Positional labels put every extra character in the last slot: the error names the other way.
+  with pytest.raises(ValueError, match=r'max_insertions, or set --config.data.alignment=leven'):
+    labelled_examples([data.Pair('ab', 'a0b0c0d0e0f'), data.Pair('a', 'a')], alignment='positional')
 
 
 def test_overlong_examples_error_or_are_skipped_and_counted(caplog):
