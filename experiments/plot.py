@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
@@ -77,16 +78,44 @@ def final_value(records: Sequence[Mapping], key: str) -> float | None:
   return values[-1] if values else None
 
 
+def point_of(name: str) -> str:
+  """The sweep point of a run named ``POINT/seed=N`` (``experiments.sweep``); other names as is."""
+  match = re.fullmatch(r'(?:(.*)/)?seed=\d+', name)
+  return (match.group(1) or '.') if match else name
+
+
+def seed_band(
+  curves: Sequence[tuple[Sequence[int], Sequence[float]]],
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+  """(steps every curve has, mean, standard error of the mean) over the seeds' curves."""
+  steps = sorted(set.intersection(*(set(s) for s, _ in curves)))
+  values = np.array([[dict(zip(s, v))[t] for t in steps] for s, v in curves], dtype=np.float64)
+  sem = values.std(0, ddof=1) / math.sqrt(len(curves)) if len(curves) > 1 else 0 * values[0]
+  return steps, values.mean(0), sem
+
+
 def plot_curves(runs: Mapping[str, Sequence[Mapping]], path: str, title: str = '') -> None:
-  """One panel per metric of ``CURVES``, one line per run, saved as a PNG at ``path``."""
+  """One panel per metric of ``CURVES``, one line per run, saved as a PNG at ``path``.
+
+  The seeds of one sweep point (runs ``POINT/seed=N``) are drawn as one line, their mean, in a band
+  of plus and minus one standard error.
+  """
+  groups: dict[str, list[Sequence[Mapping]]] = {}
+  for name, records in runs.items():
+    groups.setdefault(point_of(name), []).append(records)
   fig, axes = plt.subplots(1, len(CURVES), figsize=(5.2 * len(CURVES), 4.2), squeeze=False)
-  colors = {name: f'C{i % 10}' for i, name in enumerate(runs)}  # A run keeps its colour per panel.
   for ax, (key, label) in zip(axes[0], CURVES):
-    for name, records in runs.items():
-      steps, values = curve(records, key)
-      if steps:
-        marker = 'o' if len(steps) <= 12 else None
-        ax.plot(steps, values, marker=marker, markersize=3, color=colors[name], label=name)
+    for i, (name, members) in enumerate(groups.items()):
+      curves = [c for c in (curve(r, key) for r in members) if c[0]]
+      if not curves:
+        continue
+      steps, mean, sem = seed_band(curves)
+      marker = 'o' if len(steps) <= 12 else None
+      legend = name if len(members) == 1 else f'{name} ({len(members)} seeds)'
+      color = f'C{i % 10}'  # A point keeps its colour in every panel.
+      ax.plot(steps, mean, marker=marker, markersize=3, color=color, label=legend)
+      if len(curves) > 1:
+        ax.fill_between(steps, mean - sem, mean + sem, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel('training step')
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
@@ -104,7 +133,10 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping]], path: str, title: str = '
     )  # fmt: skip
     rows = math.ceil(len(legend) / columns)
     fig.subplots_adjust(bottom=0.17 + 0.05 * rows, top=0.88, wspace=0.28)
-  fig.suptitle(title or 'learning curves')
+  band = (
+    ' (bands: ±1 standard error over seeds)' if any(len(m) > 1 for m in groups.values()) else ''
+  )
+  fig.suptitle((title or 'learning curves') + band)
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
@@ -250,7 +282,8 @@ def plot_dir(
       with open(config_path, encoding='utf-8') as f:
         configs[name] = json.load(f)
       values[name] = value
-  varying = varying_keys(list(configs.values())) if len(configs) > 1 else []
+  # Seeds of one point are averaged, not laid out on an axis.
+  varying = [k for k in varying_keys(list(configs.values())) if k != 'seed'] if configs else []
   rest = [k for k in varying if k not in (x, y)]
   if x is None and rest:
     x = rest.pop(0)
@@ -263,8 +296,17 @@ def plot_dir(
   missing = [k for k in (x, y) if any(k not in f for f in flats.values())]
   if missing:
     raise ValueError(f'Config key(s) {missing} not in every run; varying keys: {varying}.')
+  seeds: dict[str, list] = {}  # One cell value per config but its seed: the seeds' mean.
+  for name, flat in flats.items():
+    seeds.setdefault(repr(sorted((k, v) for k, v in flat.items() if k != 'seed')), []).append(name)
+  means = [
+    (flats[names[0]], float(np.mean([values[n] for n in names]))) for names in seeds.values()
+  ]
+  counts = sorted({len(names) for names in seeds.values()})
+  if counts != [1]:
+    title = f'{title or "sweep"}, mean over {"/".join(map(str, counts))} seeds'
   written.append(os.path.join(root, 'heatmap.png'))
-  plot_heatmap([(flats[n], values[n]) for n in configs], x, y, metric, written[-1], title)
+  plot_heatmap(means, x, y, metric, written[-1], title)
   return written
 
 

@@ -1,7 +1,8 @@
 """Runs every point of a config file's ``sweep(add)`` grid, then tabulates and plots the results.
 
-python -m experiments.sweep --config=configs/structural.py --workdir=DIR \
-    [--config.num_train_steps=500 --config.data.levels='(1,)' ...] [--heatmap=loss.alpha,loss.beta]
+python -m experiments.sweep --config=configs/structural.py --workdir=DIR [--seeds=3] \
+    [--parallel=auto] [--config.num_train_steps=500 --config.data.levels='(1,)' ...] \
+    [--heatmap=loss.alpha,loss.beta]
 
 A config file declares its grid big_vision style, with dotted keys of its config::
 
@@ -10,15 +11,20 @@ A config file declares its grid big_vision style, with dotted keys of its config
       for beta in (0.0, 0.5, 1.0):
         add(**{'loss.alpha': alpha, 'loss.beta': beta})
 
-``--config.*`` overrides apply to every point (they may not name a swept key). Every point trains
-with the same seed and data into ``DIR/<point>`` (e.g. ``DIR/alpha=0.5,beta=0``), all in this
-process: points whose shapes are equal reuse the compiled train step, since the loss weights are
-traced values, and the labelled data are built once. A point whose ``results.json`` is there for
-the same config is skipped, and an interrupted point resumes from its last checkpoint, so a killed
-sweep is restarted with the same command. At the end ``DIR`` holds ``results.csv``, ``results.md``
-(sorted by held-out exact match, with GED and WL), ``curves.png`` and ``heatmap.png`` (over the
-``--heatmap`` keys, by default the first two swept keys); ``python -m experiments.plot DIR`` redraws
-the plots.
+``--config.*`` overrides apply to every point (they may not name a swept key). With ``--seeds=N``
+every point trains N times, with ``config.seed`` = s, s + 1, ..., s + N - 1 (s: the config's seed,
+0 by default), into ``DIR/<point>/seed=<seed>`` (e.g. ``DIR/alpha=0.5,beta=0/seed=1``); all points
+see the same data. By default the runs train one after another in this process: runs whose shapes
+are equal reuse the compiled train step, since the loss weights are traced values, and each data
+set is labelled once. ``--parallel=auto`` trains one run per GPU at a time, each in its own
+process that sees one GPU; ``--parallel=N`` trains N at once (on CPU they share the cores). A
+run's results do not depend on where it trained. A run whose ``results.json`` is there for the same
+config is skipped, and an interrupted run resumes from its last checkpoint, so a killed sweep is
+restarted with the same command. At the end ``experiments.report`` writes into ``DIR``
+``results.csv`` (one row per run), ``results.md`` (mean ± standard error over the seeds, best
+first), ``report.md`` (the command, the table, the plots and the best point against each other),
+``curves.png`` (seed bands), ``heatmap.png`` (seed means over the ``--heatmap`` keys, by default the
+first two swept keys) and ``example.png``; ``python -m experiments.report DIR`` redraws them.
 
 The sweep holds a lock on ``DIR`` while it runs, so a second sweep there stops at once, and a point
 directory holding a run of another config stops it before anything trains
@@ -28,11 +34,14 @@ and starts over.
 
 from __future__ import annotations
 
-import csv
+import concurrent.futures
+import dataclasses
 import importlib.util
 import json
+import multiprocessing
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,20 +49,9 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import ml_collections
 
-from experiments import plot as plot_lib
+from experiments import report
 from grapheme_jax import config_lib, input_pipeline, parallel, train
 from grapheme_jax import workdir as workdir_lib
-
-# Columns of the results table, from each point's results.json.
-METRICS = (
-  ('exact_match', 'exact match'),
-  ('char_edit_distance', 'char edit distance'),
-  ('ged_lower', 'GED lower'),
-  ('ged_upper', 'GED upper'),
-  ('wl_similarity', 'WL similarity'),
-  ('step', 'steps'),
-  ('train_seconds', 'train s'),
-)
 
 
 def load_config_module(config_path: str):
@@ -142,10 +140,49 @@ def is_finished(point_dir: str, config: ml_collections.ConfigDict) -> bool:
 
 
 def _data_key(config: ml_collections.ConfigDict) -> str:
-  """What the labelled data depend on: points with equal keys share one ``load_data`` call."""
+  """What the labelled data depend on: runs with equal keys share one ``load_data`` call."""
   return json.dumps(
     [_config_json(config)['data'], config.seed, config.model.max_insertions], sort_keys=True
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training run of a sweep: a point of the grid with one seed."""
+
+  point: str
+  seed: int
+  config: ml_collections.ConfigDict
+
+  @property
+  def name(self) -> str:
+    return f'{self.point}/seed={self.seed}'
+
+
+def make_runs(
+  base: ml_collections.ConfigDict, points: Sequence[Mapping], seeds: int = 1
+) -> list[Run]:
+  """Every point with seeds ``base.seed``, ..., ``base.seed + seeds - 1``, validated."""
+  if not (isinstance(seeds, int) and seeds >= 1):
+    raise ValueError(f'--seeds must be an integer >= 1, got {seeds!r}.')
+  if seeds > 1 and any('seed' in p for p in points):
+    raise ValueError('The sweep sets seed itself; run it with --seeds=1.')
+  names = point_names(points)
+  duplicates = sorted({n for n in names if names.count(n) > 1})
+  if duplicates:
+    raise ValueError(f'The sweep adds the same point more than once: {duplicates}.')
+  runs = []
+  for name, overrides in zip(names, points):
+    config = apply_overrides(base, overrides)
+    try:
+      config_lib.validate(config)
+    except ValueError as e:
+      raise ValueError(f'Sweep point {name}: {e}') from None
+    for seed in range(config.seed, config.seed + seeds):
+      seeded = config.copy_and_resolve_references()
+      seeded.seed = seed
+      runs.append(Run(name, seed, seeded))
+  return runs
 
 
 def run_sweep(
@@ -156,99 +193,167 @@ def run_sweep(
   config_name: str = '',
   log: Callable[[str], None] = print,
   restart: bool = False,
+  seeds: int = 1,
+  processes: int | str = 1,
+  command: str = '',
 ) -> list[dict]:
-  """Trains every point not yet finished, then writes the tables and plots into ``workdir``.
+  """Trains every run (point and seed) not yet finished, then writes the report into ``workdir``.
 
-  Returns one row per point (its name, swept values and final metrics), in sweep order; on the
-  other processes of a multi-host run, which train but write no tables, an empty list. Holds
-  ``workdir``'s lock throughout (``workdir.WorkdirLocked`` if another sweep runs there); with
-  ``restart``, what ``workdir`` holds is first moved to ``workdir/previous_runs/TIME/``.
+  Run ``i`` of point ``P`` trains in ``workdir/P/seed=S`` with ``config.seed = S``, for
+  ``S = base.seed, ..., base.seed + seeds - 1``. ``processes``: how many runs train at once, each in
+  its own process (``'auto'``: one per GPU; see ``resolve_processes``); 1 trains them all here,
+  one after another, reusing compiled steps. Returns one row per run (its point, swept values,
+  seed and final metrics), in sweep order; on the other processes of a multi-host run, which
+  train but write no tables, an empty list. Holds ``workdir``'s lock throughout
+  (``workdir.WorkdirLocked`` if another sweep runs there); with ``restart``, what ``workdir``
+  holds is first moved to ``workdir/previous_runs/TIME/``.
   """
-  names = point_names(points)
-  duplicates = sorted({n for n in names if names.count(n) > 1})
-  if duplicates:
-    raise ValueError(f'The sweep adds the same point more than once: {duplicates}.')
-  configs = [apply_overrides(base, p) for p in points]
-  for name, config in zip(names, configs):
-    try:
-      config_lib.validate(config)
-    except ValueError as e:
-      raise ValueError(f'Sweep point {name}: {e}') from None
+  runs = make_runs(base, points, seeds)
+  processes, platform = resolve_processes(processes, base, log)
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lib.RunLock(workdir, enabled=jax.process_index() == 0):
+  main_process = processes > 1 or jax.process_index() == 0
+  with workdir_lib.RunLock(workdir, enabled=main_process):
     if restart:
       kept = (workdir_lib.LOCK_NAME, workdir_lib.PREVIOUS_RUNS)
       workdir_lib.start_over(workdir, sorted(set(os.listdir(workdir)) - set(kept)))
-    return _run_points(configs, names, points, workdir, heatmap, config_name, log)
+    pending = [r for r in runs if not is_finished(os.path.join(workdir, r.name), r.config)]
+    for run in runs:
+      if run not in pending:
+        log(f'sweep run {run.name}: finished before, skipped')
+    if processes > 1:
+      _train_in_processes(pending, workdir, processes, platform, log)
+    else:
+      _train_here(pending, workdir, log)
+    if not main_process:  # Multi-host: the first process writes the tables.
+      return []
+    names = list(dict.fromkeys(r.point for r in runs))
+    manifest = {
+      'config': config_name,
+      'points': [{'name': n, 'overrides': dict(p)} for n, p in zip(names, points)],
+      'seeds': sorted({r.seed for r in runs}),
+      'heatmap': list(heatmap),
+      'command': command,
+    }
+    report.write_manifest(workdir, manifest)
+    files = report.write(workdir, log)
+    log(f'sweep finished: {", ".join(files)} in {workdir}')
+    return report.load_rows(workdir, manifest)
 
 
-def _run_points(configs, names, points, workdir, heatmap, config_name, log) -> list[dict]:
-  """``run_sweep`` once the points are valid and ``workdir`` is this sweep's."""
-  done = [is_finished(os.path.join(workdir, n), c) for n, c in zip(names, configs)]
+def _train_here(pending: Sequence[Run], workdir: str, log: Callable[[str], None]) -> None:
+  """Trains ``pending`` one after another in this process, labelling each data set once."""
   data_cache, durations = {}, []
-  for i, (name, config) in enumerate(zip(names, configs)):
-    if done[i]:
-      log(f'sweep point {i + 1}/{len(points)} {name}: finished before, skipped')
-      continue
-    remaining = len(points) - i - sum(done[i:])
-    # The first point run here includes compilation; later ones reuse its compiled step.
+  for i, run in enumerate(pending):
+    # The first run here includes compilation; later ones reuse its compiled step.
     typical = durations[1:] or durations
+    remaining = len(pending) - i
     eta = f'ETA {sum(typical) / len(typical) * remaining / 60:.1f} min' if typical else 'ETA later'
-    log(f'sweep point {i + 1}/{len(points)} {name}: running ({remaining} to run, {eta})')
-    key = _data_key(config)
+    log(f'sweep run {i + 1}/{len(pending)} {run.name}: running ({remaining} to run, {eta})')
+    key = _data_key(run.config)
     if key not in data_cache:
-      data_cache[key] = input_pipeline.load_data(config)
+      data_cache[key] = input_pipeline.load_data(run.config)
     start = time.time()
-    train.train_and_evaluate(config, os.path.join(workdir, name), data=data_cache[key])
+    train.train_and_evaluate(run.config, os.path.join(workdir, run.name), data=data_cache[key])
     durations.append(time.time() - start)
-  if jax.process_index() > 0:  # Multi-host: the first process writes the tables.
-    return []
-  rows = []
-  for name, overrides in zip(names, points):
-    with open(os.path.join(workdir, name, 'results.json'), encoding='utf-8') as f:
-      results = json.load(f)
-    rows.append({'point': name, **overrides, **{k: results.get(k) for k, _ in METRICS}})
-  keys = list(dict.fromkeys(k for p in points for k in p))
-  write_tables(workdir, rows, keys, config_name)
-  axes = list(heatmap) or keys[:2]
-  x, y = axes if len(axes) == 2 else (None, None)  # One swept key: plot_dir says why no heatmap.
-  title = f'{config_name}, {len(points)} points' if config_name else ''
-  written = plot_lib.plot_dir(workdir, x, y, title=title, log=log)
-  files = ['results.md', 'results.csv', *(os.path.basename(p) for p in written)]
-  log(f'sweep finished: {", ".join(files)} in {workdir}')
-  return rows
 
 
-def _cell(value) -> str:
-  if isinstance(value, float):
-    return f'{value:.4g}' if abs(value) < 100 else f'{value:.0f}'
-  return '' if value is None else str(value)
+def resolve_processes(
+  processes: int | str, config: ml_collections.ConfigDict, log: Callable[[str], None] = print
+) -> tuple[int, str]:
+  """(number of training processes, platform) for ``--parallel``.
+
+  ``'auto'``: one process per local GPU (each sees one GPU), else 1. An integer N > 1: N processes;
+  on GPUs at most one per GPU. Found in a short-lived child process, so that this one never holds
+  the accelerators its workers need.
+  """
+  if processes == 'auto':
+    count = 0
+  else:
+    try:
+      count = int(processes)
+    except ValueError:
+      raise ValueError(
+        f"--parallel must be 'auto' or an integer >= 1, got {processes!r}."
+      ) from None
+    if count < 1:
+      raise ValueError(f"--parallel must be 'auto' or an integer >= 1, got {processes!r}.")
+    if count == 1:
+      return 1, ''
+  if config.distributed.initialize:
+    raise ValueError('--parallel runs points in processes of one host: not with distributed.*.')
+  ctx = multiprocessing.get_context('spawn')
+  with ctx.Pool(1) as pool:
+    platform, devices = pool.apply(_local_devices)
+  if platform == 'gpu':
+    count = count or devices
+    if count > devices:
+      raise ValueError(f'--parallel={count}: this host has {devices} GPU(s), one per process.')
+    if config.num_devices not in (-1, 1):
+      raise ValueError('--parallel gives each process one GPU: set num_devices to -1 or 1.')
+  elif not count:
+    log(f'--parallel=auto: one run at a time on {platform} (--parallel=N runs N processes).')
+    return 1, platform
+  return count, platform
 
 
-def write_tables(workdir: str, rows: Sequence[dict], keys: Sequence[str], config_name: str) -> None:
-  """``results.csv`` in sweep order and ``results.md`` sorted by held-out exact match."""
-  columns = ['point', *keys, *(k for k, _ in METRICS)]
-  with open(os.path.join(workdir, 'results.csv'), 'w', newline='', encoding='utf-8') as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-  ranked = sorted(rows, key=lambda r: -(r['exact_match'] or 0.0))
-  header = ['rank', 'point', *keys, *(label for _, label in METRICS)]
-  lines = [
-    f'# Sweep{" of " + config_name if config_name else ""}: {len(rows)} points',
-    '',
-    'Held-out metrics at the final step, best exact match first. GED: mean bounds on the graph',
-    'edit distance between predicted and target text graphs; WL: Weisfeiler-Lehman similarity.',
-    '',
-    '| ' + ' | '.join(header) + ' |',
-    '|' + '---|' * len(header),
-  ]
-  for rank, row in enumerate(ranked, 1):
-    cells = [str(rank), row['point'], *(_cell(row[k]) for k in keys)]
-    cells += [_cell(row[k]) for k, _ in METRICS]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
-    f.write('\n'.join(lines) + '\n')
+def _local_devices() -> tuple[str, int]:
+  return jax.default_backend(), jax.local_device_count()
+
+
+_WORKER_DATA: dict[str, tuple] = {}  # A worker process's labelled data sets, by _data_key.
+
+
+def _init_worker(slots, platform: str, cache_dir: str | None) -> None:
+  """Gives a new worker process its GPU before jax initialises a backend there."""
+  slot = slots.get()
+  if platform == 'gpu':
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    ids = visible.split(',') if visible else [str(i) for i in range(slot + 1)]
+    os.environ['CUDA_VISIBLE_DEVICES'] = ids[slot]
+  if cache_dir:
+    jax.config.update('jax_compilation_cache_dir', cache_dir)
+
+
+def _train_in_worker(config: ml_collections.ConfigDict, run_dir: str) -> float:
+  key = _data_key(config)
+  if key not in _WORKER_DATA:
+    _WORKER_DATA[key] = input_pipeline.load_data(config)
+  start = time.time()
+  train.train_and_evaluate(config, run_dir, data=_WORKER_DATA[key])
+  return time.time() - start
+
+
+def _train_in_processes(
+  pending: Sequence[Run], workdir: str, processes: int, platform: str, log: Callable[[str], None]
+) -> None:
+  """Trains ``pending`` in ``processes`` worker processes, one run per worker at a time.
+
+  Each run trains exactly as it would here (same config, seed and data), so the results are the
+  same as a sequential sweep's; the first error stops the sweep (runs under way finish first).
+  """
+  if not pending:
+    return
+  ctx = multiprocessing.get_context('spawn')
+  slots = ctx.Queue()
+  for slot in range(processes):
+    slots.put(slot)
+  cache_dir = jax.config.jax_compilation_cache_dir
+  log(f'sweep: {len(pending)} runs in {processes} processes ({platform})')
+  with concurrent.futures.ProcessPoolExecutor(
+    processes, mp_context=ctx, initializer=_init_worker, initargs=(slots, platform, cache_dir)
+  ) as pool:
+    futures = {
+      pool.submit(_train_in_worker, run.config, os.path.join(workdir, run.name)): run
+      for run in pending
+    }
+    try:
+      for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+        seconds = future.result()
+        log(f'sweep run {futures[future].name}: done in {seconds / 60:.1f} min '
+            f'({done}/{len(pending)})')  # fmt: skip
+    except BaseException:
+      pool.shutdown(cancel_futures=True)
+      raise
 
 
 def main(argv: Sequence[str]) -> None:
@@ -283,6 +388,9 @@ def main(argv: Sequence[str]) -> None:
       os.path.basename(config_path.split(':', 1)[0]),
       log=logging.info,
       restart=flag_values.restart,
+      seeds=flag_values.seeds,
+      processes=flag_values.parallel,
+      command=' '.join(['python -m experiments.sweep', *(shlex.quote(a) for a in sys.argv[1:])]),
     )
   except (ValueError, *train.USER_ERRORS) as e:
     sys.exit(f'error: {e}')
@@ -296,5 +404,9 @@ if __name__ == '__main__':
 
   flags.DEFINE_list(
     'heatmap', [], 'Two config keys for the heatmap axes (default: first two swept).'
+  )
+  flags.DEFINE_integer('seeds', 1, 'Seeds per point: config.seed, ..., config.seed + seeds - 1.')
+  flags.DEFINE_string(
+    'parallel', '1', "Runs training at once, each in its own process; 'auto': one per GPU."
   )
   app.run(main, flags_parser=main_lib.parse_flags)

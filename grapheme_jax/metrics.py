@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -117,6 +118,54 @@ class JsonlWriter:
       return
     kept = [r for r in self.read() if r['step'] <= step]
     write_atomically(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+
+class MetricWriter:
+  """A run's metrics: ``metrics.jsonl`` (:class:`JsonlWriter`, the record the tools read) and the
+  same scalars, plus text summaries, as TensorBoard event files beside it, so that
+  ``tensorboard --logdir=DIR`` shows every run under ``DIR``. Written with tensorboardX, which
+  needs no TensorFlow.
+
+  :meth:`start` at the step the run starts from truncates the JSONL after it and opens an event
+  file that hides (purges) the events of later steps in earlier files: a resumed run shows each
+  step once in TensorBoard too. With ``enabled=False`` it writes nothing.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.jsonl = JsonlWriter(workdir, enabled=enabled)
+    self.workdir = workdir
+    self.enabled = enabled
+    self._events = None
+
+  def start(self, step: int) -> None:
+    self.jsonl.truncate_after(step)
+    if self.enabled:
+      from tensorboardX import SummaryWriter  # noqa: PLC0415 (imports protobuf: only when used)
+
+      # A restart within the same second would reuse the file name (time in seconds, host): the
+      # suffix keeps each attempt's file, in the order TensorBoard reads them (by name).
+      self._events = SummaryWriter(
+        logdir=self.workdir,
+        purge_step=step + 1 if step else None,
+        filename_suffix=f'.{time.time_ns()}',
+      )
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    self.jsonl.write(step, scalars)
+    if self._events is not None:
+      for key, value in scalars.items():
+        self._events.add_scalar(key, float(value), int(step))
+      self._events.flush()
+
+  def write_text(self, step: int, tag: str, text: str) -> None:
+    if self._events is not None:
+      self._events.add_text(tag, text, int(step))
+      self._events.flush()
+
+  def close(self) -> None:
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
 
 def write_atomically(path: str, text: str) -> None:

@@ -221,10 +221,13 @@ def _save_json(path: str, obj: Any) -> None:
   metrics_lib.write_atomically(path, json.dumps(obj, indent=2))
 
 
-def _log_samples(examples: input_pipeline.Examples, predictions: list[str], count: int) -> None:
+def _samples(examples: input_pipeline.Examples, predictions: list[str], count: int) -> list[str]:
+  """The first ``count`` held-out predictions, a line each: ``ok 'in' -> 'out' (target 'out')``."""
+  lines = []
   for pair, pred in list(zip(examples.pairs, predictions))[:count]:
     mark = 'ok ' if pred == pair.target else 'BAD'
-    logging.info('  %s %r -> %r (target %r)', mark, pair.input, pred, pair.target)
+    lines.append(f'{mark} {pair.input!r} -> {pred!r} (target {pair.target!r})')
+  return lines
 
 
 def train_and_evaluate(
@@ -278,7 +281,7 @@ def _train_and_evaluate(config, workdir, data):
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = parallel.replicate(create_train_state(init_rng, config, model, budgets[0]), mesh)
   ckpt = checkpoints.Checkpointer(workdir)
-  writer = metrics_lib.JsonlWriter(workdir, enabled=main_process)
+  writer = metrics_lib.MetricWriter(workdir, enabled=main_process)
   if ckpt.latest_step() is not None:
     try:
       state = ckpt.restore(state)
@@ -287,7 +290,7 @@ def _train_and_evaluate(config, workdir, data):
     logging.info('Resumed from the checkpoint of step %d.', int(state.step))
   # Records of steps after the start point come from an attempt that was killed or crashed.
   try:
-    writer.truncate_after(int(state.step))
+    writer.start(int(state.step))
   except ValueError as e:
     raise WorkdirError(f'{e} Repair or remove that line to resume.') from e
   t0 = time.time()
@@ -305,6 +308,7 @@ def _train_and_evaluate(config, workdir, data):
     )
     ckpt.close()  # Waits for the pending asynchronous saves.
   except BaseException as e:  # Ctrl-C included: a save under way still completes.
+    writer.close()
     try:  # Let earlier saves complete; a failing one must not hide the error that stopped us.
       ckpt.close()
     except Exception as close_error:  # noqa: BLE001
@@ -322,6 +326,7 @@ def _train_and_evaluate(config, workdir, data):
         'same command to resume from it.'
       ) from e
     raise
+  writer.close()
   results, preds = final if final is not None else evaluate_fn(state)
   results.update(step=int(state.step), train_seconds=time.time() - t0)
   if not main_process:
@@ -401,7 +406,11 @@ def _train_loop(
       logging.info(
         'eval at step %d: %s', done, ', '.join(f'{k} {v:.4f}' for k, v in results.items())
       )
-      _log_samples(eval_ex, preds, config.num_eval_samples)
+      samples = _samples(eval_ex, preds, config.num_eval_samples)
+      for line in samples:
+        logging.info('  %s', line)
+      if samples:  # An indented block: TensorBoard shows the texts as they are.
+        writer.write_text(done, 'eval/samples', '\n'.join('    ' + line for line in samples))
       final = (results, preds) if last else None
     if save:
       ckpt.save(done, state)

@@ -50,6 +50,7 @@ RUN_FILES = (
   'checkpoints',
   'checkpoints_unreadable',
 )
+EVENTS_PREFIX = 'events.out.tfevents.'  # TensorBoard event files (metrics.MetricWriter).
 # Config keys that may change when a run is resumed: they decide how long it trains, how often it
 # reports and saves, and on which devices, not what it computes (a run's metrics do not depend on
 # the device count, parallel.py). num_train_steps also sets the length of the cosine learning-rate
@@ -376,12 +377,17 @@ def _value(value: Any) -> str:
 
 
 def held_run_files(workdir: str) -> list[str]:
-  """The entries of ``RUN_FILES`` (and their temporary files) present in ``workdir``."""
+  """The entries of ``RUN_FILES`` (and their temporary files) and the TensorBoard event files
+  present in ``workdir``."""
   try:
     names = set(os.listdir(workdir))
   except FileNotFoundError:
     return []
-  return [n for n in sorted(names) if n in RUN_FILES or n.removesuffix('.tmp') in RUN_FILES]
+  return [
+    n
+    for n in sorted(names)
+    if n in RUN_FILES or n.removesuffix('.tmp') in RUN_FILES or n.startswith(EVENTS_PREFIX)
+  ]
 
 
 def check_same_run(

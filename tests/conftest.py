@@ -91,3 +91,23 @@ def cli_command(*args: str) -> tuple[list[str], dict[str, str]]:
   env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   env.pop('JAX_COMPILATION_CACHE_DIR', None)
   return [sys.executable, '-m', 'grapheme_jax.main', *args], env
+
+
+def tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
+  """Every scalar of the event files in ``workdir`` as TensorBoard shows it: {tag: [(step, v)]}."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  events = event_accumulator.EventAccumulator(
+    str(workdir), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0}
+  )
+  events.Reload()
+  return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()['scalars']}
+
+
+def jsonl_scalars(records) -> dict[str, list[tuple[int, float]]]:
+  out = {}
+  for record in records:
+    for key, value in record.items():
+      if key != 'step':
+        out.setdefault(key, []).append((record['step'], value))
+  return out

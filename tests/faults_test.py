@@ -15,7 +15,14 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import ROOT, cli_command, config_flags, tiny_config
+from conftest import (
+  ROOT,
+  cli_command,
+  config_flags,
+  jsonl_scalars,
+  tensorboard_scalars,
+  tiny_config,
+)
 
 from grapheme_jax import metrics as metrics_lib
 
@@ -165,6 +172,33 @@ def test_metrics_file_drops_a_torn_last_line_and_steps_after_the_start(tmp_path)
     assert [json.loads(line)['step'] for line in f] == [3, 6]
   writer.truncate_after(0)  # No checkpoint was written: everything is from a lost attempt.
   assert writer.read() == []
+
+
+def test_tensorboard_events_mirror_the_jsonl_and_hide_the_steps_a_resumed_run_rewrites(tmp_path):
+  first = metrics_lib.MetricWriter(str(tmp_path))
+  first.start(0)
+  for step in (3, 6, 9):
+    first.write(step, {'train/loss': 1.0 / step, 'eval/exact_match': step / 10})
+  first.close()  # Killed after step 9; the latest checkpoint is step 6.
+  resumed = metrics_lib.MetricWriter(str(tmp_path))
+  resumed.start(6)
+  for step in (9, 12):
+    resumed.write(step, {'train/loss': 2.0 / step, 'eval/exact_match': step / 20})
+  resumed.write_text(12, 'eval/samples', "    ok 'a' -> 'b' (target 'b')")
+  resumed.close()
+  expected = jsonl_scalars(resumed.jsonl.read())
+  assert expected['train/loss'] == [(3, 1 / 3), (6, 1 / 6), (9, 2 / 9), (12, 2 / 12)]
+  got = tensorboard_scalars(tmp_path)
+  assert got.keys() == expected.keys()
+  for tag, values in expected.items():  # Event files hold float32.
+    assert [s for s, _ in got[tag]] == [s for s, _ in values], tag
+    np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in values], rtol=1e-6)
+  # Disabled (every process but the first of a multi-host run): nothing written.
+  quiet = metrics_lib.MetricWriter(str(tmp_path / 'quiet'), enabled=False)
+  quiet.start(0)
+  quiet.write(1, {'a': 1.0})
+  quiet.close()
+  assert not os.path.exists(tmp_path / 'quiet')
 
 
 def test_metrics_file_with_a_malformed_complete_line_is_an_error_naming_it(tmp_path):

@@ -2,14 +2,16 @@
 
 import csv
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 
 import pytest
 from conftest import tiny_config
 
-from experiments import plot, sweep
+from experiments import plot, report, sweep
 from grapheme_jax import config_lib, train
 from grapheme_jax import workdir as workdir_lib
 
@@ -32,7 +34,7 @@ def _base():
 def test_every_config_file_declares_a_valid_sweep(name):
   path = os.path.join(ROOT, 'configs', f'{name}.py')
   points = sweep.load_sweep(path)
-  assert len(points) >= 6
+  assert len(points) >= 4
   assert len(set(sweep.point_names(points))) == len(points)
   base = config_lib.base_config()
   for point in points:
@@ -84,36 +86,42 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
   )
   # Points 2..4 differ only in traced weights: no new compilation after the first point.
   assert cache_sizes[1] == cache_sizes[2] == cache_sizes[3] == cache_sizes[4] >= 1
-  assert 'sweep point 2/4 alpha=0.5,beta=1: running (3 to run, ETA' in messages[1]
-  assert messages[-1].startswith('sweep finished: results.md, results.csv, curves.png, heatmap.png')
-  for name in names:
-    assert json.load(open(os.path.join(workdir, name, 'results.json')))['step'] == 4
+  assert 'sweep run 2/4 alpha=0.5,beta=1/seed=0: running (3 to run, ETA' in messages[1]
+  assert messages[-1].startswith(
+    'sweep finished: results.md, results.csv, report.md, curves.png, heatmap.png, example.png'
+  )
+  runs = [os.path.join(workdir, name, 'seed=0') for name in names]
+  for run in runs:
+    assert json.load(open(os.path.join(run, 'results.json')))['step'] == 4
   with open(os.path.join(workdir, 'results.csv')) as f:
     table = list(csv.DictReader(f))
-  assert [r['point'] for r in table] == names
+  assert [r['point'] for r in table] == names and {r['seed'] for r in table} == {'0'}
   assert {float(r['loss.alpha']) for r in table} == {0.5, 2.0}
   assert all(0.0 <= float(r['exact_match']) <= 1.0 and r['wl_similarity'] for r in table)
   markdown = open(os.path.join(workdir, 'results.md')).read().splitlines()
   rows_md = [line for line in markdown if line.startswith('| ') and line[2].isdigit()]
-  exact = [float(line.split('|')[5]) for line in rows_md]
+  exact = [float(line.split('|')[6]) for line in rows_md]
   assert len(rows_md) == 4 and exact == sorted(exact, reverse=True)
   assert 'GED lower' in markdown[5] and 'WL similarity' in markdown[5]
-  for png in ('curves.png', 'heatmap.png'):
+  for png in ('curves.png', 'heatmap.png', 'example.png'):
     with open(os.path.join(workdir, png), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert '![example.png](example.png)' in open(os.path.join(workdir, 'report.md')).read()
 
-  # An interrupted sweep: one point lost its results (killed before writing them), the others
-  # finished. A rerun skips the finished points and completes the other one.
-  lost = os.path.join(workdir, names[2], 'results.json')
+  # An interrupted sweep: one run lost its results (killed before writing them), the others
+  # finished. A rerun skips the finished runs and completes the other one.
+  lost = os.path.join(runs[2], 'results.json')
   os.remove(lost)
-  finished = {n: os.path.getmtime(os.path.join(workdir, n, 'results.json')) for n in names[:2]}
+  finished = {r: os.path.getmtime(os.path.join(r, 'results.json')) for r in runs[:2]}
   messages.clear()
   sweep.run_sweep(_base(), POINTS, workdir, log=messages.append)
   assert sum('finished before, skipped' in m for m in messages) == 3
-  assert any(m.startswith('sweep point 3/4 alpha=2,beta=0: running (1 to run') for m in messages)
+  assert any(
+    m.startswith('sweep run 1/1 alpha=2,beta=0/seed=0: running (1 to run') for m in messages
+  )
   assert os.path.exists(lost)
-  for name, mtime in finished.items():
-    assert os.path.getmtime(os.path.join(workdir, name, 'results.json')) == mtime
+  for run, mtime in finished.items():
+    assert os.path.getmtime(os.path.join(run, 'results.json')) == mtime
 
   # The same workdir with another config is refused, not mixed into one table or overwritten.
   other = _base()
@@ -129,6 +137,72 @@ def test_sweep_runs_every_point_once_reuses_compilation_and_resumes(tmp_path):
   (moved,) = os.listdir(os.path.join(workdir, 'previous_runs'))
   assert sorted(os.listdir(os.path.join(workdir, 'previous_runs', moved))) == before
   assert [n for n in sorted(os.listdir(workdir)) if ',' in n] == names[:1]
+
+
+@pytest.mark.slow
+def test_seeds_give_mean_and_standard_error_and_parallel_processes_give_the_same_results(tmp_path):
+  points = [{'loss.alpha': 0.5}, {'loss.alpha': 2.0}]
+  base = _base()
+  base.seed = 4  # Seeds 4, 5, 6.
+  sequential = str(tmp_path / 'sequential')
+  rows = sweep.run_sweep(base, points, sequential, seeds=3, log=lambda _: None)
+  assert [(r['point'], r['seed']) for r in rows] == [
+    (p, s) for p in ('alpha=0.5', 'alpha=2') for s in (4, 5, 6)
+  ]
+  for row in rows:
+    config = json.load(open(os.path.join(sequential, row['point'], f'seed={row["seed"]}',
+                                         'config.json')))  # fmt: skip
+    assert config['seed'] == row['seed']
+  assert len({r['ged_upper'] for r in rows}) > 1  # The seeds differ.
+  with open(os.path.join(sequential, 'results.csv')) as f:
+    table = list(csv.DictReader(f))
+  markdown = open(os.path.join(sequential, 'results.md')).read()
+  for point in ('alpha=0.5', 'alpha=2'):
+    values = [float(r['ged_upper']) for r in table if r['point'] == point]
+    assert len(values) == 3
+    mean, sem = statistics.mean(values), statistics.stdev(values) / math.sqrt(3)
+    digits = 3 if abs(mean) < 10 else 1
+    line = next(x for x in markdown.splitlines() if f' {point} |' in x)
+    assert f' {mean:.{digits}f} ± {sem:.{digits}f} |' in line
+    assert line.split('|')[4].strip() == '3'  # seeds
+  parallel = str(tmp_path / 'parallel')
+  messages = []
+  sweep.run_sweep(base, points, parallel, seeds=3, processes=2, log=messages.append)
+  assert any('6 runs in 2 processes' in m for m in messages)
+  with open(os.path.join(sequential, 'results.csv'), 'rb') as a:
+    with open(os.path.join(parallel, 'results.csv'), 'rb') as b:
+      assert a.read() == b.read()
+
+
+def test_seed_and_parallel_arguments_are_checked(tmp_path):
+  with pytest.raises(ValueError, match='sets seed itself'):
+    sweep.run_sweep(_base(), [{'seed': 1}], str(tmp_path / 'a'), seeds=2)
+  with pytest.raises(ValueError, match='--seeds must be an integer >= 1'):
+    sweep.run_sweep(_base(), POINTS, str(tmp_path / 'b'), seeds=0)
+  with pytest.raises(ValueError, match="--parallel must be 'auto' or an integer >= 1"):
+    sweep.run_sweep(_base(), POINTS, str(tmp_path / 'c'), processes='two')
+  assert not os.path.exists(tmp_path / 'a')  # Nothing written before the checks.
+
+
+def test_report_statistics():
+  assert report.mean_and_sem([1.0]) == (1.0, None)
+  mean, sem = report.mean_and_sem([0.70, 0.72, 0.74])
+  assert mean == pytest.approx(0.72) and sem == pytest.approx(0.02 / math.sqrt(3))
+  summary = [
+    {'point': 'a', 'exact_match': (0.5, 0.03)},
+    {'point': 'b', 'exact_match': (0.7, 0.04)},
+    {'point': 'c', 'exact_match': (0.7, 0.0)},
+  ]
+  best, *others = report.comparisons(summary)
+  assert best['best'] == 'b' and best['other'] == 'c' and best['z'] == 0.0
+  (other,) = others
+  assert other['other'] == 'a' and other['difference'] == pytest.approx(0.2)
+  assert other['se'] == pytest.approx(0.05) and other['z'] == pytest.approx(4.0)
+  # The seed band: mean and standard error at the steps every seed logged.
+  steps, mean, sem = plot.seed_band([([1, 2, 3], [1.0, 2.0, 3.0]), ([2, 3], [4.0, 5.0])])
+  assert steps == [2, 3] and list(mean) == [3.0, 4.0] and list(sem) == pytest.approx([1.0, 1.0])
+  assert plot.point_of('alpha=1,beta=0/seed=2') == 'alpha=1,beta=0'
+  assert plot.point_of('seed=2') == '.' and plot.point_of('run') == 'run'
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import PAIRS, labelled_examples, tiny_config
+from conftest import PAIRS, jsonl_scalars, labelled_examples, tensorboard_scalars, tiny_config
 from etils import epath
 
 from grapheme_jax import checkpoints, graphs, input_pipeline, losses, models, train
@@ -123,6 +123,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
       return [{k: v for k, v in json.loads(line).items() if 'per_sec' not in k} for line in f]
 
   assert records('resumed') == records('straight')  # Bitwise-equal losses, no duplicate steps.
+  # TensorBoard shows every logged scalar once per step, as in the JSONL, the crashed attempt's
+  # step 15 hidden by the resumed one's; and the sample predictions at each evaluation.
+  with open(tmp_path / 'resumed' / 'metrics.jsonl') as f:
+    expected = jsonl_scalars(json.loads(line) for line in f)
+  got = tensorboard_scalars(tmp_path / 'resumed')
+  assert got.keys() == expected.keys() and 'eval/wl_similarity' in got
+  for tag, values in expected.items():
+    assert [s for s, _ in got[tag]] == [s for s, _ in values], tag
+    np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in values], rtol=1e-6)
+  assert len([n for n in os.listdir(tmp_path / 'resumed') if n.startswith('events.out')]) == 2
   drop_time = lambda r: {k: v for k, v in r.items() if k != 'train_seconds'}  # noqa: E731
   assert drop_time(resumed) == drop_time(straight)
 
