@@ -115,6 +115,8 @@ class StructuralSpec(NamedTuple):
   node_cost: str = 'alignment'
   differentiate_plan: bool = True
   matching: str = 'transport'
+  # 'alignment' node cost: whether the step computes the plan (edge and clique terms) at all.
+  plan: bool = True
 
 
 # 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term).
@@ -333,6 +335,30 @@ def structural_graph_costs(
   return pred, target, costs
 
 
+def _plan_terms(outputs, batch, weights, spec: StructuralSpec) -> dict[str, jax.Array]:
+  """The edge and clique costs [B] beside the alignment node term (see :func:`structural`)."""
+  needed = (weights['beta'] != 0) | (weights['gamma'] != 0)
+  if not spec.plan:  # Not in the program: a non-zero weight gets NaN, never a missing term.
+    missing = jnp.where(needed, jnp.nan, 0.0)
+    return {k: jnp.full(batch['target_len'].shape, missing) for k in ('edge', 'clique')}
+
+  # With both weights 0 the plan is not computed (a runtime branch on the traced weights, so a
+  # sweep through 0 does not recompile). Rematerialised: under autodiff both branches of a cond
+  # output the union of their residuals, and the untaken branch fills the plan's [B, N, N] ones
+  # with zeros (1.5 s of a 64-character step at batch 64, against 0.11 s for the likelihood).
+  # Saving only the inputs keeps the skipped branch free; with beta or gamma > 0 the plan's
+  # forward pass runs twice. XLA still reserves the branch's buffers (config.loss.plan).
+  @jax.checkpoint
+  def plan_terms(_):
+    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
+    return {k: costs[k] for k in ('edge', 'clique')}
+
+  def no_plan(_):  # Zeros of the plan branch's shapes and dtypes (float64 under x64).
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(plan_terms, None))
+
+  return jax.lax.cond(needed, plan_terms, no_plan, None)
+
+
 def structural(
   outputs: dict[str, jax.Array],
   batch: dict[str, jax.Array],
@@ -346,24 +372,14 @@ def structural(
   ``spec.node_cost='alignment'`` the node term is the target's negative log-likelihood under
   ``outputs`` (:func:`alignment.target_log_likelihood`), and when ``beta`` and ``gamma`` are both
   0 the Sinkhorn plan is skipped at run time: the edge and clique parts are then logged as 0.
+  With ``spec.plan`` False the plan is not in the program at all: ``beta`` and ``gamma`` must then
+  be 0, and any other value makes the edge and clique parts NaN (a non-finite loss that stops
+  training) rather than a term silently left out.
   """
-  if spec.node_cost == 'alignment':
-    # The plan serves the edge and clique terms only: with both weights 0 it is not computed
-    # (a runtime branch on the traced weights, so a sweep through 0 does not recompile).
-    # Rematerialised: under autodiff both branches of a cond output the union of their residuals,
-    # and the untaken branch fills the plan's [B, N, N] ones with zeros (1.5 s of a 64-character
-    # step at batch 64, against 0.11 s for the likelihood). Saving only the inputs keeps the
-    # skipped branch free; with beta or gamma > 0 the plan's forward pass runs twice.
-    @jax.checkpoint
-    def plan_terms(_):
-      costs = structural_graph_costs(outputs, batch, weights, spec)[2]
-      return {k: costs[k] for k in ('edge', 'clique')}
-
-    def no_plan(_):  # Zeros of the plan branch's shapes and dtypes (float64 under x64).
-      return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(plan_terms, None))
-
-    needed = (weights['beta'] != 0) | (weights['gamma'] != 0)
-    costs = jax.lax.cond(needed, plan_terms, no_plan, None)
+  if spec.node_cost != 'alignment':
+    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
+  else:
+    costs = _plan_terms(outputs, batch, weights, spec)
     costs['node'] = -alignment.target_log_likelihood(
       outputs,
       batch['source_codes'],
@@ -374,8 +390,6 @@ def structural(
       weights['alignment_temperature'],
       weights['alignment_prior'],
     )
-  else:
-    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
   parts = {f'{k}_cost': jnp.sum(example * costs[k]) / count for k in ('node', 'edge', 'clique')}
@@ -457,6 +471,7 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       config.loss.node_cost,
       config.loss.differentiate_plan,
       config.loss.matching,
+      config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
     ),
     config.loss.hybrid_schedule,
   )

@@ -132,7 +132,7 @@ def test_config_files_validate_and_set_their_mode(name):
   config = module.get_config()
   config_lib.validate(config)
   assert config.loss.mode == name
-  weights = (1.0, 0.0, 0.0) if name == 'structural' else (1.0, 0.5, 2.0)  # Node term alone.
+  weights = (1.0, 0.5, 2.0) if name == 'cross_entropy' else (1.0, 0.0, 0.0)  # Node term alone.
   assert (config.loss.alpha, config.loss.beta, config.loss.gamma) == weights
   assert (config.loss.temperature, config.loss.sinkhorn_iterations) == (0.1, 20)
   assert config.loss.hybrid_lambda == 0.5

@@ -333,6 +333,22 @@ def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
   np.testing.assert_allclose(parts['node_cost'], with_plan['node_cost'], rtol=1e-6)
   for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_plan)):
     np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
+  # A step compiled without the plan (config.loss.plan='auto' with beta = gamma = 0): the same
+  # loss and gradient; a non-zero beta or gamma there is NaN, never a silently missing term.
+  without = jax.jit(lambda o, w: losses.structural(o, batch, w, spec._replace(plan=False)))
+  (loss_np, parts_np), grad_np = jax.value_and_grad(without, has_aux=True)(outputs, weights)
+  np.testing.assert_allclose(loss_np, loss, rtol=1e-6)
+  assert parts_np['edge_cost'] == parts_np['clique_cost'] == 0.0
+  for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_np)):
+    np.testing.assert_allclose(g, h, rtol=1e-6, atol=1e-8)
+  assert np.isnan(without(outputs, tiny)[0])
+  config = config_lib.base_config()
+  config.loss.beta = config.loss.gamma = 0.0
+  assert not losses.loss_spec(config).structural.plan
+  config.loss.plan = 'always'
+  assert losses.loss_spec(config).structural.plan
+  config.loss.plan, config.loss.gamma = 'auto', 2.0
+  assert losses.loss_spec(config).structural.plan
 
 
 @pytest.fixture(scope='module')

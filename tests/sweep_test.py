@@ -22,6 +22,7 @@ POINTS = [{'loss.alpha': a, 'loss.beta': b} for a in (0.5, 2.0) for b in (0.0, 1
 def _base():
   config = tiny_config()
   config.loss.mode = 'structural'
+  config.loss.plan = 'always'  # One compiled step for beta = 0 and beta > 0.
   config.num_train_steps = 4
   config.optimizer.warmup_steps = 1
   config.log_every_steps = 2
