@@ -26,7 +26,6 @@ STRUCTURAL_KEYS = (
   'differentiate_plan',
   'insert_cost',
   'matching',
-  'plan',
 )
 # The loss settings passed to the train step as traced values (losses.loss_weights): changing
 # them, as a sweep or a notebook loop does, reuses the compiled step.

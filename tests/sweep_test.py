@@ -37,7 +37,7 @@ def test_every_config_file_declares_a_valid_sweep(name):
   points = sweep.load_sweep(path)
   assert len(points) >= 4
   assert len(set(sweep.point_names(points))) == len(points)
-  base = config_lib.base_config()
+  base = sweep.load_config_module(path).get_config()
   for point in points:
     config = sweep.apply_overrides(base, point)
     config_lib.validate(config)
