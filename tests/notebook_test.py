@@ -34,5 +34,5 @@ def test_colab_notebook_runs_top_to_bottom_on_cpu(tmp_path, monkeypatch):
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) >= 3  # Curves, the three graphs, the sweep's curves.
   for point in ('beta=0', 'beta=0.5', 'beta=1'):
-    assert os.path.exists(tmp_path / 'runs' / 'beta_sweep' / point / 'results.json')
+    assert os.path.exists(tmp_path / 'runs' / 'beta_sweep' / point / 'seed=0' / 'results.json')
   assert os.path.exists(tmp_path / 'runs' / 'beta_sweep' / 'results.md')
