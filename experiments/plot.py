@@ -27,6 +27,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from grapheme_jax.workdir import flatten
+
 CURVES = (
   ('train/loss', 'training loss'),
   ('eval/exact_match', 'held-out exact match'),
@@ -139,17 +141,6 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping]], path: str, title: str = '
   fig.suptitle((title or 'learning curves') + band)
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
-def flatten(config: Mapping, prefix: str = '') -> dict:
-  """``{'loss.alpha': 1.0, ...}`` from a nested ``config.json``; lists become tuples."""
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, Mapping):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
-  return flat
 
 
 def varying_keys(configs: Sequence[Mapping]) -> list[str]:
