@@ -20,8 +20,11 @@ loss learns the alignment the cross-entropy is handed by the edit DP, among all 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from grapheme_jax import edits
 
@@ -36,7 +39,19 @@ def _shift(x: jax.Array, by: int) -> jax.Array:
   return jnp.pad(x[..., :-by], [(0, 0)] * (x.ndim - 1) + [(by, 0)], constant_values=_NEG)
 
 
-@jax.jit
+def band_centre(source_len: jax.Array, target_len: jax.Array, length: int) -> jax.Array:
+  """[B, length + 2] int: the band's centre before group s = 0..length + 1.
+
+  The left-aligned diagonal: min(s, target length) up to the last source node, then the target's
+  length (the last slot writes what the target has beyond the input). It is where the diagonal
+  prior's cheapest alignment stands, and it moves by at most one per group except at the last slot.
+  """
+  s = jnp.arange(length + 2)[None, :]
+  target, source = target_len[:, None], source_len[:, None]
+  return jnp.where(s <= source, jnp.minimum(s, target), target).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=('band',))
 def target_log_likelihood(
   outputs: dict[str, jax.Array],
   source_codes: jax.Array,
@@ -46,6 +61,7 @@ def target_log_likelihood(
   target_len: jax.Array,
   temperature=1.0,
   prior=0.0,
+  band: int = 0,
 ) -> jax.Array:
   """[B] log P(target text | model outputs), summed over every alignment.
 
@@ -64,6 +80,16 @@ def target_log_likelihood(
   the exact likelihood; as tau -> 0 it tends to the log-probability of the single most probable
   alignment that writes the target (Viterbi; hard EM), whose gradient trains that alignment alone.
 
+  With ``band`` W > 0 the recursion keeps, at every group boundary, only the target positions
+  within W of :func:`band_centre` (the left-aligned diagonal): the sum runs over the alignments
+  that stay in that band, a lower bound of the full sum that equals it when W covers every
+  alignment, in O(L K W) work and memory instead of O(L K M). Where the band would not be
+  narrower than the target axis (2 W >= M), the full sum is computed instead. An alignment leaves
+  the band only after writing some character about W places (less an insertion run) off the
+  diagonal, so under the prior its weight is at most about exp(-rho W). Every example needs
+  ``target_len - source_len <= W`` (the last slot's insertions must fit); otherwise its result is
+  about -1e9 (:func:`check_band` tests a dataset before training).
+
   Args:
     outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
       [B, L + 1, K, V + 1] (class V: end of insertion).
@@ -73,7 +99,12 @@ def target_log_likelihood(
       (such a character can only come from a KEEP); target_len: [B] target lengths (<= M).
     temperature: tau in (0, 1], see above.
     prior: rho >= 0, see above. Both may be traced.
+    band: W >= 0, static; 0 keeps every target position (the exact sum).
   """
+  if band < 0:
+    raise ValueError(f'band must be >= 0, got {band}.')
+  if 2 * band >= target_codes.shape[1]:
+    band = 0  # No narrower than the full axis: the full sum costs less.
   tau = jnp.asarray(temperature, jnp.float32)
   rho = jnp.asarray(prior, jnp.float32)
 
@@ -85,24 +116,10 @@ def target_log_likelihood(
   bsz, length = op.shape[:2]
   k_max, vocab = ins.shape[2], ins.shape[3] - 1
   m_max = target_codes.shape[1]
-  pos = jnp.arange(m_max)
   real_node = jnp.arange(length)[None, :] < source_len[:, None]  # [B, L]
   real_slot = jnp.arange(length + 1)[None, :] <= source_len[:, None]  # [B, L + 1]
-  in_vocab = target_ids >= 0
-  ids = jnp.maximum(target_ids, 0)
 
-  one_hot = jax.nn.one_hot(ids, vocab, dtype=op.dtype)  # [B, M, V]
-
-  def emit(log_probs: jax.Array) -> jax.Array:
-    """[B, X, V] log-probabilities -> [B, X, M] at the target's characters (_NEG outside V).
-
-    A product with one-hot rows (exact at HIGHEST precision): on CPU a gather
-    (``take_along_axis``) and its scatter-add gradient took 6x as long at 64 characters.
-    """
-    picked = jnp.einsum('bxv,bmv->bxm', log_probs, one_hot, precision=jax.lax.Precision.HIGHEST)
-    return jnp.where(in_vocab[:, None], picked, _NEG)
-
-  # Slots: log P(c = k) for k = 0..K and the characters' log q at every target position.
+  # Slots: log P(c = k) for k = 0..K, and log q of each position's character given it exists.
   ins_lp = jax.nn.log_softmax(ins, -1)
   log_end = ins_lp[..., vocab]  # [B, L + 1, K]
   log_cont = jax.nn.logsumexp(ins_lp[..., :vocab], -1)
@@ -110,44 +127,108 @@ def target_log_likelihood(
   log_count = run + jnp.pad(log_end, ((0, 0), (0, 0), (0, 1)))  # [B, L + 1, K + 1]; c = K: no end.
   none = jnp.where(jnp.arange(k_max + 1) == 0, 0.0, _NEG)
   log_count = jnp.where(real_slot[..., None], log_count, none)
-  ins_chars = jax.nn.log_softmax(ins[..., :vocab], -1)  # Given the position exists.
-  slot_emit = emit(ins_chars.reshape(bsz, -1, vocab)).reshape(bsz, length + 1, k_max, m_max)
-  at = jnp.arange(length + 1)[:, None, None] + jnp.arange(k_max)[None, :, None]  # s + k.
-  slot_emit = slot_emit - rho * (jnp.abs(at - pos) + 1)  # An insertion costs one more.
-
-  # Nodes: log P(DELETE), and log P(node s writes target character m) by KEEP or by MODIFY.
+  ins_chars = jax.nn.log_softmax(ins[..., :vocab], -1)  # [B, L + 1, K, V]
+  # Nodes: log P(DELETE), log P(KEEP) and log P(MODIFY to each character).
   op_lp = jax.nn.log_softmax(op, -1)
   log_gone = jnp.where(real_node, op_lp[..., edits.DELETE], 0.0)
-  same = source_codes[:, :, None] == target_codes[:, None, :]  # [B, L, M]
-  kept = jnp.where(same, op_lp[..., edits.KEEP, None], _NEG)
-  modified = op_lp[..., edits.MODIFY, None] + emit(jax.nn.log_softmax(char, -1))
-  node_emit = add(kept, modified) - rho * jnp.abs(jnp.arange(length)[:, None] - pos)
-  node_emit = jnp.where(real_node[..., None], node_emit, _NEG)  # [B, L, M]
-  # Group L has no source node: it always "deletes".
-  log_gone = jnp.pad(log_gone, ((0, 0), (0, 1)))
-  node_emit = jnp.pad(node_emit, ((0, 0), (0, 1), (0, 0)), constant_values=_NEG)
+  log_gone = jnp.pad(log_gone, ((0, 0), (0, 1)))  # Group L has no source node: it always deletes.
+  modify = op_lp[..., edits.MODIFY, None] + jax.nn.log_softmax(char, -1)  # [B, L, V]
 
-  # How each slot writes c characters ending just before target position m, for every slot at
-  # once (none of it depends on the recursion): ways[s, c, m] = log P(c_s = c)
-  # + sum_{k < c} log q_{s,k}(y[m - c + k]). The scan below then does a few ops per group.
-  chars = jnp.pad(slot_emit, ((0, 0), (0, 0), (0, 0), (1, 0)), constant_values=_NEG)
-  runs = jnp.zeros((bsz, length + 1, m_max + 1))
+  # The recursion runs over an axis x of target positions: x in group s's vector stands for "y[:m]
+  # written" with m = x (band 0) or m = centre(s) + x - W (band W), and what is written on
+  # entering x is the character y[m - 1] (none at m = 0). ``written`` holds m - 1, per group
+  # [B, L + 1, X] with a band and once per example [B, 1, X] without one.
+  if band:
+    centre = band_centre(source_len, target_len, length)  # [B, L + 2]
+    written = centre[:, :-1, None] + jnp.arange(2 * band + 1) - band - 1
+    moves = centre[:, 1:] - centre[:, :-1]  # [B, L + 1]: how far the band moves after group s.
+    groups = 's'
+  else:
+    written = jnp.broadcast_to(jnp.arange(m_max + 1) - 1, (bsz, 1, m_max + 1))
+    moves = jnp.zeros((bsz, length + 1), jnp.int32)
+    groups = ''
+  valid = (written >= 0) & (written < m_max)
+  at = jnp.clip(written, 0, m_max - 1).reshape(bsz, -1)
+  codes = jnp.take_along_axis(target_codes, at, 1).reshape(written.shape)
+  ids = jnp.take_along_axis(target_ids, at, 1).reshape(written.shape)
+  in_vocab = valid & (ids >= 0)
+  one_hot = jax.nn.one_hot(jnp.maximum(ids, 0), vocab, dtype=op.dtype)  # [B, L + 1 or 1, X, V]
+  if not band:
+    one_hot = one_hot[:, 0]
+
+  def emit(log_probs: jax.Array, axes: str) -> jax.Array:
+    """[B, L + 1, *axes, V] log-probabilities -> [B, L + 1, *axes, X] at the written characters.
+
+    A product with one-hot rows (exact at HIGHEST precision): on CPU a gather
+    (``take_along_axis``) and its scatter-add gradient took 6x as long at 64 characters.
+    """
+    pattern = f'bs{axes}v,b{groups}xv->bs{axes}x'
+    picked = jnp.einsum(pattern, log_probs, one_hot, precision=jax.lax.Precision.HIGHEST)
+    mask = in_vocab[:, :, None] if axes else in_vocab
+    return jnp.where(mask, picked, _NEG)
+
+  # Position k of slot s writes y[m - 1]: displacement |s + k - (m - 1)| + 1.
+  slot_pos = jnp.arange(length + 1)[:, None, None] + jnp.arange(k_max)[None, :, None]
+  slot_emit = emit(ins_chars, 'k') - rho * (jnp.abs(slot_pos - written[:, :, None]) + 1)
+  # Node s writes y[m - 1] by KEEP (the same code) or MODIFY: displacement |s - (m - 1)|.
+  node_codes = jnp.pad(source_codes, ((0, 0), (0, 1)), constant_values=-1)[..., None]
+  keep = jnp.pad(op_lp[..., edits.KEEP], ((0, 0), (0, 1)))[..., None]  # Group L: no node.
+  kept = jnp.where(valid & (node_codes == codes), keep, _NEG)
+  modified = emit(jnp.pad(modify, ((0, 0), (0, 1), (0, 0))), '')
+  node_pos = jnp.arange(length + 1)[:, None]
+  node_emit = add(kept, modified) - rho * jnp.abs(node_pos - written)
+  real = jnp.pad(real_node, ((0, 0), (0, 1)))[..., None]
+  node_emit = jnp.where(real, node_emit, _NEG)  # [B, L + 1, X]
+
+  # How each slot writes c characters ending at x, for every slot at once (none of it depends on
+  # the recursion): ways[s, c, x] = log P(c_s = c) + sum_{k < c} log q_{s,k}(y[m - c + k]). The
+  # scan below then does a few ops per group.
+  runs = jnp.zeros(slot_emit.shape[:2] + slot_emit.shape[3:])
   ways = [runs + log_count[..., :1]]
   for c in range(1, k_max + 1):
-    runs = _shift(runs, 1) + chars[:, :, c - 1]  # [B, L + 1, M + 1]
+    runs = _shift(runs, 1) + slot_emit[:, :, c - 1]  # [B, L + 1, X]
     ways.append(runs + log_count[..., c : c + 1])
-  ways = jnp.stack(ways, 2)  # [B, L + 1, K + 1, M + 1]
+  ways = jnp.stack(ways, 2)  # [B, L + 1, K + 1, X]
+  width = ways.shape[-1]
 
   def group(forward, xs):
-    way, gone, node = xs  # [B, K + 1, M + 1], [B], [B, M]
-    # before[c, m] = forward[m - c], _NEG where m < c: K + 1 static slices, O(K M) per group (a
-    # product with 0/1 shift matrices costs O(K M^2), and made the loss O(L^3)).
-    before = jnp.stack([_shift(forward, c) for c in range(k_max + 1)], 1)  # [B, K + 1, M + 1]
+    way, gone, node, move = xs  # [B, K + 1, X], [B], [B, X], [B]
+    # before[c, x] = forward[x - c], _NEG where x < c: K + 1 static slices, O(K X) per group (a
+    # product with 0/1 shift matrices costs O(K X^2), and made the loss O(L^3)).
+    before = jnp.stack([_shift(forward, c) for c in range(k_max + 1)], 1)  # [B, K + 1, X]
     out = tau * jax.nn.logsumexp((before + way) / tau, axis=1)
-    emitted = _shift(out, 1) + jnp.pad(node, ((0, 0), (1, 0)), constant_values=_NEG)
-    return add(out + gone[:, None], emitted), None
+    forward = add(out + gone[:, None], _shift(out, 1) + node)
+    if band:  # Recentre: x' = x - move, _NEG beyond the band.
+      x = jnp.arange(width)[None, :] + move[:, None]
+      forward = jnp.where(
+        x < width, jnp.take_along_axis(forward, jnp.minimum(x, width - 1), 1), _NEG
+      )
+    return forward, None
 
-  start = jnp.where(jnp.arange(m_max + 1) == 0, 0.0, _NEG) * jnp.ones((bsz, 1))
-  xs = (ways, log_gone, node_emit)
+  start = jnp.where(jnp.arange(width) == band, 0.0, _NEG) * jnp.ones((bsz, 1))  # y[:0] written.
+  xs = (ways, log_gone, node_emit, moves)
   final, _ = jax.lax.scan(group, start, jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), xs))
-  return jnp.take_along_axis(final, target_len[:, None], 1)[:, 0]
+  end = target_len - centre[:, -1] + band if band else target_len
+  inside = (end >= 0) & (end < width)
+  value = jnp.take_along_axis(final, jnp.clip(end, 0, width - 1)[:, None], 1)[:, 0]
+  return jnp.where(inside, value, _NEG)
+
+
+def check_band(source_len, target_len, band: int, width, names=None) -> None:
+  """Raises ValueError if a target outgrows its input by more than ``band`` characters.
+
+  In a batch of target width M > 2 ``band`` (``width``: M per example, or one for all) the banded
+  recursion must reach ``target_len`` from the band's centre at the last slot, so
+  ``target_len - source_len <= band``; narrower batches and ``band`` 0 compute the full sum and
+  have no limit. ``names(i)``: how the error names example i.
+  """
+  growth = np.asarray(target_len) - np.asarray(source_len)
+  growth = np.where(2 * band < np.asarray(width), growth, 0) if band else np.zeros_like(growth)
+  if growth.size and growth.max() > band:
+    worst = int(np.argmax(growth))
+    name = names(worst) if names else f'example {worst}'
+    raise ValueError(
+      f'{name}: its target is {growth[worst]} characters longer than its input, more than '
+      f'loss.alignment_band={band} lets the alignment likelihood reach. Set '
+      f'--config.loss.alignment_band to at least {growth.max()}, or 0 for the full sum.'
+    )

@@ -155,6 +155,12 @@ def base_config() -> ml_collections.ConfigDict:
   # exact likelihood, which let the model write every answer from the first slot's insertions
   # (level 2: 0.168 held-out exact match; rho = 1: 0.256, rho = 3: 0.277; BUILD_NOTES.md).
   config.loss.alignment_prior = 3.0
+  # 'alignment': W >= 0. The likelihood keeps only the alignments whose written length stays
+  # within W characters of the left-aligned diagonal (alignment.py), O(L K W) memory instead of
+  # O(L K M); an alignment outside has a displacement of about W, weight <= ~exp(-rho W) under
+  # the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum). Every
+  # target may outgrow its input by at most W characters (checked when the data load) (static).
+  config.loss.alignment_band = 16
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
   config.loss.differentiate_plan = True
@@ -284,6 +290,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.insert_cost': _NON_NEGATIVE,
   'loss.alignment_temperature': _real(lambda v: 0 < v <= 1, 'in (0, 1]'),
   'loss.alignment_prior': _NON_NEGATIVE,
+  'loss.alignment_band': _int_at_least(0),
   'loss.matching': _one_of(MATCHINGS),
   'loss.plan': _one_of(PLANS),
   'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),

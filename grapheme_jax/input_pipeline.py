@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from grapheme_jax import config_lib, edits
+from grapheme_jax import alignment, config_lib, edits
 from grapheme_jax import data as data_lib
 from grapheme_jax import graphs as graphs_lib
 
@@ -258,4 +258,14 @@ def load_data(config: ml_collections.ConfigDict):
     max_insertions=config.model.max_insertions,
     alignment=config.data.alignment,
   )
-  return vocab, make(train_pairs, split='train'), make(eval_pairs, split='eval')
+  train_examples, eval_examples = make(train_pairs, split='train'), make(eval_pairs, split='eval')
+  if config.loss.mode != 'cross_entropy' and config.loss.node_cost == 'alignment':
+    for split, examples in (('train', train_examples), ('eval', eval_examples)):
+      alignment.check_band(
+        examples.source_len,
+        examples.target_len,
+        config.loss.alignment_band,
+        np.asarray(lengths)[examples.bucket],
+        lambda i, s=split, e=examples: _example_name(s, i, e.pairs[i]),
+      )
+  return vocab, train_examples, eval_examples

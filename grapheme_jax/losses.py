@@ -117,6 +117,8 @@ class StructuralSpec(NamedTuple):
   matching: str = 'transport'
   # 'alignment' node cost: whether the step computes the plan (edge and clique terms) at all.
   plan: bool = True
+  # 'alignment' node cost: the likelihood's band around the diagonal (0: every alignment).
+  alignment_band: int = 0
 
 
 # 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term).
@@ -389,6 +391,7 @@ def structural(
       batch['target_len'],
       weights['alignment_temperature'],
       weights['alignment_prior'],
+      band=spec.alignment_band,
     )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
@@ -472,6 +475,7 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       config.loss.differentiate_plan,
       config.loss.matching,
       config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
+      config.loss.alignment_band,
     ),
     config.loss.hybrid_schedule,
   )

@@ -17,12 +17,14 @@ def _softmax(x):
   return e / e.sum(-1, keepdims=True)
 
 
-def _text_paths(outputs, source, k_max):
+def _text_paths(outputs, source, k_max, band=0):
   """{text: [(probability, displacement) of each way to write it]}, enumerating every choice.
 
   The displacement is the diagonal prior's: sum over written characters of |s - m| (node s) or
   |s + k - m| + 1 (position k of slot s: an insertion costs one more), m the character's place in
-  the text.
+  the text. With ``band`` W > 0, only the ways whose length written so far stays within W of the
+  band's centre (``alignment.band_centre`` for the way's own text) before group s, after its slot
+  and after its node.
   """
   op = _softmax(np.asarray(outputs['op_logits'][0], np.float64))
   char = _softmax(np.asarray(outputs['char_logits'][0], np.float64))
@@ -48,9 +50,23 @@ def _text_paths(outputs, source, k_max):
     order.append(slot_choices[s])
     if s < len(source):
       order.append(node_choices[s])
+
+  def in_band(combo, target_len):
+    if not band:
+      return True
+    centre = lambda s: min(s, target_len) if s <= len(source) else target_len  # noqa: E731
+    written = np.cumsum([0] + [len(t) for t, _, _ in combo])  # Before element 0, 1, ...
+    for s in range(len(source) + 1):  # Group s: element 2s (slot), 2s + 1 (node, if any).
+      ends = written[2 * s : 2 * s + 3]
+      if any(abs(m - centre(s)) > band for m in ends):
+        return False
+    return True
+
   paths = {}
   for combo in itertools.product(*order):
     text = ''.join(t for t, _, _ in combo)
+    if not in_band(combo, len(text)):
+      continue
     diagonal = [d for _, _, ds in combo for d in ds]
     displacement = sum(abs(d - m) + extra for m, (d, extra) in enumerate(diagonal))
     paths.setdefault(text, []).append((float(np.prod([p for _, p, _ in combo])), displacement))
@@ -194,3 +210,77 @@ def test_peaked_outputs_give_their_one_text_probability_one():
   p = np.exp(np.asarray(alignment.target_log_likelihood(*batch)))
   assert p[0] > 1 - 1e-6
   np.testing.assert_array_less(p[1:], 1e-6)
+
+
+@pytest.mark.parametrize(
+  'source,band,k_max', [('ab', 1, 2), ('cab', 1, 2), ('abca', 1, 1), ('abca', 2, 1)]
+)
+def test_banded_likelihood_sums_the_ways_that_stay_in_the_band(source, band, k_max):
+  """Brute force: the banded recursion is the sum over exactly the ways inside the band."""
+  width, rho = 8, 0.5
+  rng = np.random.default_rng(5 + len(source))
+  outputs = _random_outputs(rng, len(source), k_max)
+  every = _text_paths(outputs, source, k_max)
+  targets = [t for t in every if len(t) <= width and len(t) - len(source) <= band]
+  targets = sorted(targets, key=lambda t: -sum(p for p, _ in every[t]))[:10]
+  batch = _batch([outputs] * len(targets), [source] * len(targets), targets, width, k_max)
+  got = np.asarray(alignment.target_log_likelihood(*batch, prior=rho, band=band))
+  full = np.asarray(alignment.target_log_likelihood(*batch, prior=rho))
+  inside = _text_paths(outputs, source, k_max, band)
+  dropped = 0
+  for text, value, exact in zip(targets, got, full):
+    kept = inside.get(text, [])
+    expected = np.logaddexp.reduce([np.log(p) - rho * d for p, d in kept])
+    assert value == pytest.approx(expected, rel=1e-4, abs=1e-4), text
+    assert value <= exact + 1e-5  # A lower bound of the full sum.
+    dropped += len(kept) < len(every[text])
+  assert dropped  # The band did leave ways out.
+
+
+def test_a_band_covering_every_alignment_gives_the_full_sum_and_its_gradient():
+  k_max = 2
+  rng = np.random.default_rng(9)
+  outs = [_random_outputs(rng, 3, k_max), _random_outputs(rng, 5, k_max)]
+  # Width 13 > 2 W: the banded recursion runs, and W = 6 covers texts of 5 characters.
+  batch = _batch(outs, ['cab', 'abcab'], ['aacb', 'ba'], 13, k_max)
+  f = lambda o, band: alignment.target_log_likelihood(o, *batch[1:], prior=1.0, band=band)  # noqa: E731
+  np.testing.assert_allclose(f(batch[0], 6), f(batch[0], 0), rtol=1e-6)
+  grads = [jax.grad(lambda o, b=b: f(o, b).sum())(batch[0]) for b in (0, 6)]
+  for full, banded in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(banded, full, rtol=1e-5, atol=1e-6)
+  # Padding and batch neighbours change nothing inside the band either.
+  narrow = alignment.target_log_likelihood(
+    *_batch(outs, ['cab', 'abcab'], ['aacb', 'ba'], 6, k_max), prior=1.0, band=2
+  )
+  wide = alignment.target_log_likelihood(
+    *_batch(outs, ['cab', 'abcab'], ['aacb', 'ba'], 11, k_max), prior=1.0, band=2
+  )
+  np.testing.assert_allclose(narrow, wide, rtol=1e-5)
+
+
+def test_banded_gradient_matches_finite_differences():
+  k_max = 2
+  rng = np.random.default_rng(4)
+  outputs = _random_outputs(rng, 4, k_max)
+  batch = _batch([outputs], ['cabc'], ['aacb'], 6, k_max)
+  with jax.enable_x64(True):
+    as64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), batch[0])
+    f = lambda o: alignment.target_log_likelihood(o, *batch[1:], prior=0.5, band=1)[0]  # noqa: E731
+    grad = jax.grad(f)(as64)
+    direction = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), as64)
+    eps = 1e-6
+    plus = f(jax.tree.map(lambda x, d: x + eps * d, as64, direction))
+    minus = f(jax.tree.map(lambda x, d: x - eps * d, as64, direction))
+    analytic = sum(
+      jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
+    )
+    assert float(analytic) == pytest.approx(float((plus - minus) / (2 * eps)), rel=1e-5)
+
+
+def test_check_band_names_the_target_that_outgrows_its_input():
+  sources, targets = np.array([5, 3]), np.array([2, 6])
+  alignment.check_band(sources, targets - 1, band=2, width=64)  # Growth 2 fits.
+  alignment.check_band(sources, targets, band=0, width=64)  # The full sum has no limit.
+  alignment.check_band(sources, targets, band=2, width=4)  # 2 W >= 4: the full sum there.
+  with pytest.raises(ValueError, match=r'example 1: .* 3 characters longer .* at least 3'):
+    alignment.check_band(sources, targets, band=2, width=np.array([4, 5]))

@@ -1,10 +1,11 @@
 """Tests for the input pipeline: gold labels, the length filter, buckets and the batch order."""
 
+import json
 import logging
 
 import numpy as np
 import pytest
-from conftest import PAIRS, labelled_examples
+from conftest import PAIRS, labelled_examples, tiny_config
 
 from grapheme_jax import data, edits, input_pipeline
 
@@ -58,3 +59,23 @@ def test_batch_schedule_is_deterministic_and_covers_each_epoch_once():
   assert all(len(set(bucket[i])) == 1 for i in epoch)  # A batch never mixes buckets.
   for step in [7, 2, 11, 0]:  # Any order of access gives the same batches.
     np.testing.assert_array_equal(a.indices(step), b.indices(step))
+
+
+def test_a_target_beyond_the_alignment_band_is_an_error_before_training(tmp_path):
+  """Structural loss, a bucket wider than 2 W: a target W + 1 longer than its input is refused."""
+  rows = [{'input': 'ab', 'target': 'ab'}, {'input': 'ba', 'target': 'babab'}]
+  for split in ('train', 'eval'):
+    with open(tmp_path / f'{split}.jsonl', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in rows)
+  config = tiny_config()
+  config.loss.mode = 'structural'
+  config.data.name, config.data.bucket_lengths = 'jsonl', (16,)
+  config.data.train_path = str(tmp_path / 'train.jsonl')
+  config.data.eval_path = str(tmp_path / 'eval.jsonl')
+  config.loss.alignment_band = 2
+  with pytest.raises(ValueError, match=r'train example 1 .*3 characters longer.*at least 3'):
+    input_pipeline.load_data(config)
+  config.loss.alignment_band = 3  # Fits; and the cross-entropy has no band at all.
+  input_pipeline.load_data(config)
+  config.loss.alignment_band, config.loss.mode = 2, 'cross_entropy'
+  input_pipeline.load_data(config)
