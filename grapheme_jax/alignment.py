@@ -13,7 +13,8 @@ AXE marginalise over alignments -- and a forward recursion over the groups compu
     node s:  F_{s+1}[m] = F'[m] P(DELETE_s) + F'[m - 1] P(survives_s) p_s(y[m - 1])
 
 in the log domain, one ``lax.scan`` step per group, vectorised over the batch and ``m``: O(L K M)
-work and O(L M) memory per example, no [N, M] cost matrix and no [N, N] pair tensor. Its gradient
+work and memory per example, no [N, M] cost matrix and no [N, N] pair tensor; with a band of W
+target positions around the diagonal (``loss.alignment_band``), O(L K W). Its gradient
 (reverse-mode through the scan) is the forward-backward algorithm's. No edit labels are used: the
 loss learns the alignment the cross-entropy is handed by the edit DP, among all alignments.
 """

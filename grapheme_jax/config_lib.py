@@ -158,8 +158,8 @@ def base_config() -> ml_collections.ConfigDict:
   # 'alignment': W >= 0. The likelihood keeps only the alignments whose written length stays
   # within W characters of the left-aligned diagonal (alignment.py), O(L K W) memory instead of
   # O(L K M); an alignment outside has a displacement of about W, weight <= ~exp(-rho W) under
-  # the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum). Every
-  # target may outgrow its input by at most W characters (checked when the data load) (static).
+  # the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum). There,
+  # a target may outgrow its input by at most W characters (checked when the data are loaded).
   config.loss.alignment_band = 16
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
