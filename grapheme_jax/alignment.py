@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grapheme_jax import edits
+from grapheme_jax import config_lib, edits
 
 # Stands for log 0: finite, so that gradients through logaddexp stay finite (exp(-1e9) is 0).
 _NEG = -1e9
@@ -52,7 +52,7 @@ def band_centre(source_len: jax.Array, target_len: jax.Array, length: int) -> ja
   return jnp.where(s <= source, jnp.minimum(s, target), target).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('band',))
+@functools.partial(jax.jit, static_argnames=('band', 'prior_kind'))
 def target_log_likelihood(
   outputs: dict[str, jax.Array],
   source_codes: jax.Array,
@@ -63,18 +63,28 @@ def target_log_likelihood(
   temperature=1.0,
   prior=0.0,
   band: int = 0,
+  prior_kind: str = 'diagonal',
 ) -> jax.Array:
   """[B] log P(target text | model outputs), summed over every alignment.
 
-  With ``prior`` rho > 0 each alignment is weighted by ``exp(-rho * displacement)``: a character
-  that source node ``s`` writes at target position ``m`` adds ``|s - m|``, one that position ``k``
-  of slot ``s`` writes adds ``|s + k - m| + 1`` -- the diagonal alignment prior of monotonic
-  attention (guided attention, RAD-TTS's beta-binomial prior), with one unit more per insertion.
-  The target written left-aligned over the input costs 0 (plus one per character beyond the
-  input's length); rho = 0 is the exact likelihood, and rho > 0 lower-bounds it. It breaks the
-  symmetry between alignments that are equally likely under an untrained model. Without the extra
-  unit, slot ``s`` ties with node ``s`` and the likelihood let the model delete every node and
-  write the answer from slot 0's insertions (level 2: every held-out prediction; BUILD_NOTES.md).
+  With ``prior`` rho > 0 each alignment is weighted by ``exp(-rho * units)``; rho = 0 is the exact
+  likelihood, and rho > 0 lower-bounds it. It breaks the symmetry between alignments that are
+  equally likely under an untrained model. ``prior_kind`` says what a unit is:
+
+  * ``'diagonal'``: a character that source node ``s`` writes at target position ``m`` adds
+    ``|s - m|``, one that position ``k`` of slot ``s`` writes adds ``|s + k - m| + 1`` -- the
+    diagonal prior of monotonic attention (guided attention, RAD-TTS's beta-binomial prior), with
+    one unit more per insertion. Every character written after an insertion or a deletion pays
+    for the shift, so it favours the target written left-aligned over the input, in place.
+  * ``'edits'``: one unit per inserted character and per deleted source node that has target
+    characters still to write after it (a deletion after the whole target is written is free):
+    an edit count in which a shift costs once, where it happens. The left-aligned layout still
+    costs 0 when the target is no longer than the input, and an insertion-or-deletion alignment
+    (Levenshtein's) costs what its edits do, not their distance to the end.
+
+  Both price an insertion: without that, slot ``s`` ties with node ``s`` and the likelihood let
+  the model delete every node and write the answer from slot 0's insertions (level 2: every
+  held-out prediction; BUILD_NOTES.md).
 
   With ``temperature`` tau < 1 the sum over alignments becomes the smoothed maximum
   ``tau * log sum_a exp(log P(a) / tau)`` (the same recursion in the tau-log semiring): tau = 1 is
@@ -86,8 +96,9 @@ def target_log_likelihood(
   that stay in that band, a lower bound of the full sum that equals it when W covers every
   alignment, in O(L K W) work and memory instead of O(L K M). Where the band would not be
   narrower than the target axis (2 W >= M), the full sum is computed instead. An alignment leaves
-  the band only after writing some character about W places (less an insertion run) off the
-  diagonal, so under the prior its weight is at most about exp(-rho W). Every example needs
+  the band only after about W more insertions than deletions (or the reverse, counting only
+  deletions with target still to write), so under either prior its weight is at most about
+  exp(-rho W). Every example needs
   ``target_len - source_len <= W`` (the last slot's insertions must fit); otherwise its result is
   about -1e9 (:func:`check_band` tests a dataset before training).
 
@@ -101,9 +112,13 @@ def target_log_likelihood(
     temperature: tau in (0, 1], see above.
     prior: rho >= 0, see above. Both may be traced.
     band: W >= 0, static; 0 keeps every target position (the exact sum).
+    prior_kind: one of ``config_lib.PRIOR_KINDS``, static.
   """
   if band < 0:
     raise ValueError(f'band must be >= 0, got {band}.')
+  if prior_kind not in config_lib.PRIOR_KINDS:
+    raise ValueError(f'prior_kind must be one of {config_lib.PRIOR_KINDS}, got {prior_kind!r}.')
+  diagonal = prior_kind == 'diagonal'
   if 2 * band >= target_codes.shape[1]:
     band = 0  # No narrower than the full axis: the full sum costs less.
   tau = jnp.asarray(temperature, jnp.float32)
@@ -168,17 +183,22 @@ def target_log_likelihood(
     mask = in_vocab[:, :, None] if axes else in_vocab
     return jnp.where(mask, picked, _NEG)
 
-  # Position k of slot s writes y[m - 1]: displacement |s + k - (m - 1)| + 1.
-  slot_pos = jnp.arange(length + 1)[:, None, None] + jnp.arange(k_max)[None, :, None]
-  slot_emit = emit(ins_chars, 'k') - rho * (jnp.abs(slot_pos - written[:, :, None]) + 1)
-  # Node s writes y[m - 1] by KEEP (the same code) or MODIFY: displacement |s - (m - 1)|.
+  # Position k of slot s writes y[m - 1]: displacement |s + k - (m - 1)| + 1 (diagonal), 1 (edits).
+  slot_emit = emit(ins_chars, 'k') - rho
   node_codes = jnp.pad(source_codes, ((0, 0), (0, 1)), constant_values=-1)[..., None]
   keep = jnp.pad(op_lp[..., edits.KEEP], ((0, 0), (0, 1)))[..., None]  # Group L: no node.
   kept = jnp.where(valid & (node_codes == codes), keep, _NEG)
   modified = emit(jnp.pad(modify, ((0, 0), (0, 1), (0, 0))), '')
-  node_pos = jnp.arange(length + 1)[:, None]
-  node_emit = add(kept, modified) - rho * jnp.abs(node_pos - written)
+  node_emit = add(kept, modified)  # Node s writes y[m - 1] by KEEP (the same code) or MODIFY.
   real = jnp.pad(real_node, ((0, 0), (0, 1)))[..., None]
+  if diagonal:  # Node s writing y[m - 1]: displacement |s - (m - 1)|.
+    slot_pos = jnp.arange(length + 1)[:, None, None] + jnp.arange(k_max)[None, :, None]
+    slot_emit = slot_emit - rho * jnp.abs(slot_pos - written[:, :, None])
+    node_emit = node_emit - rho * jnp.abs(jnp.arange(length + 1)[:, None] - written)
+    gone = log_gone[..., None]  # [B, L + 1, 1]
+  else:  # Node s deleted with y[:m] written, m < target length: one unit.
+    pending = real & (written + 1 < target_len[:, None, None])
+    gone = log_gone[..., None] - rho * pending  # [B, L + 1, X]
   node_emit = jnp.where(real, node_emit, _NEG)  # [B, L + 1, X]
 
   # How each slot writes c characters ending at x, for every slot at once (none of it depends on
@@ -193,12 +213,12 @@ def target_log_likelihood(
   width = ways.shape[-1]
 
   def group(forward, xs):
-    way, gone, node, move = xs  # [B, K + 1, X], [B], [B, X], [B]
+    way, gone, node, move = xs  # [B, K + 1, X], [B, 1 or X], [B, X], [B]
     # before[c, x] = forward[x - c], _NEG where x < c: K + 1 static slices, O(K X) per group (a
     # product with 0/1 shift matrices costs O(K X^2), and made the loss O(L^3)).
     before = jnp.stack([_shift(forward, c) for c in range(k_max + 1)], 1)  # [B, K + 1, X]
     out = tau * jax.nn.logsumexp((before + way) / tau, axis=1)
-    forward = add(out + gone[:, None], _shift(out, 1) + node)
+    forward = add(out + gone, _shift(out, 1) + node)
     if band:  # Recentre: x' = x - move, _NEG beyond the band.
       x = jnp.arange(width)[None, :] + move[:, None]
       forward = jnp.where(
@@ -207,7 +227,7 @@ def target_log_likelihood(
     return forward, None
 
   start = jnp.where(jnp.arange(width) == band, 0.0, _NEG) * jnp.ones((bsz, 1))  # y[:0] written.
-  xs = (ways, log_gone, node_emit, moves)
+  xs = (ways, gone, node_emit, moves)
   final, _ = jax.lax.scan(group, start, jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), xs))
   end = target_len - centre[:, -1] + band if band else target_len
   inside = (end >= 0) & (end < width)

@@ -49,6 +49,7 @@ DATA_NAMES = ('math', 'kindergarten', 'jsonl')
 ALIGNMENTS = ('levenshtein', 'positional')
 # The structural loss's node term: the alignment likelihood, or a price of the matching (losses.py).
 NODE_COSTS = ('mismatch', 'likelihood', 'alignment')
+PRIOR_KINDS = ('diagonal', 'edits')  # The alignment prior's unit (alignment.py).
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -150,16 +151,21 @@ def base_config() -> ml_collections.ConfigDict:
   # 'alignment': tau in (0, 1] of the sum over alignments, tau * log sum exp(log P(a) / tau).
   # 1 is the exact likelihood; towards 0, the most probable alignment's alone (Viterbi, hard EM).
   config.loss.alignment_temperature = 1.0
-  # 'alignment': rho >= 0 of a diagonal alignment prior, exp(-rho * |input position - target
-  # position|) per written character, one unit more per inserted one (alignment.py); 0 is the
-  # exact likelihood, which let the model write every answer from the first slot's insertions
-  # (level 2: 0.168 held-out exact match; rho = 1: 0.256, rho = 3: 0.277; BUILD_NOTES.md).
+  # 'alignment': rho >= 0 of an alignment prior, each alignment weighted by exp(-rho * units)
+  # (alignment.py); 0 is the exact likelihood, which let the model write every answer from the
+  # first slot's insertions (level 2: 0.168 held-out exact match; rho = 3: 0.277; BUILD_NOTES.md).
   config.loss.alignment_prior = 3.0
+  # 'alignment': what a unit of the prior counts. 'edits': one per inserted character and per
+  # deleted node with target still to write after it, so a shift costs once, where it happens;
+  # 'diagonal': |input position - target position| per written character (+1 per insertion), so
+  # every character after a shift pays for it again (long inputs: 0.781 held-out exact match
+  # against 0.999 with 'edits'; README, Results).
+  config.loss.alignment_prior_kind = 'edits'
   # 'alignment': W >= 0. The likelihood keeps only the alignments whose written length stays
   # within W characters of the left-aligned diagonal (alignment.py), O(L K W) memory instead of
-  # O(L K M); an alignment outside has a displacement of about W, weight <= ~exp(-rho W) under
-  # the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum). There,
-  # a target may outgrow its input by at most W characters (checked when the data are loaded).
+  # O(L K M); an alignment outside needs about W insertions or deletions, weight <= ~exp(-rho W)
+  # under the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum).
+  # There, a target may outgrow its input by at most W characters (checked when data are loaded).
   config.loss.alignment_band = 16
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
   # Hungarian matching is in DETR-style set losses (see README, Results).
@@ -291,6 +297,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.alignment_temperature': _real(lambda v: 0 < v <= 1, 'in (0, 1]'),
   'loss.alignment_prior': _NON_NEGATIVE,
   'loss.alignment_band': _int_at_least(0),
+  'loss.alignment_prior_kind': _one_of(PRIOR_KINDS),
   'loss.matching': _one_of(MATCHINGS),
   'loss.plan': _one_of(PLANS),
   'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),

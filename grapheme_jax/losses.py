@@ -119,6 +119,8 @@ class StructuralSpec(NamedTuple):
   plan: bool = True
   # 'alignment' node cost: the likelihood's band around the diagonal (0: every alignment).
   alignment_band: int = 0
+  # 'alignment' node cost: what the alignment prior's unit counts (config_lib.PRIOR_KINDS).
+  alignment_prior_kind: str = 'edits'
 
 
 # 'likelihood' node term: probabilities are floored here before the log (at most 13.8 per term).
@@ -392,6 +394,7 @@ def structural(
       weights['alignment_temperature'],
       weights['alignment_prior'],
       band=spec.alignment_band,
+      prior_kind=spec.alignment_prior_kind,
     )
   example = batch['weights']
   count = jnp.maximum(jnp.sum(example * jnp.maximum(batch['target_len'], 1)), 1.0)
@@ -476,6 +479,7 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       config.loss.matching,
       config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
       config.loss.alignment_band,
+      config.loss.alignment_prior_kind,
     ),
     config.loss.hybrid_schedule,
   )

@@ -1,5 +1,6 @@
 """Laws of the exact alignment likelihood: brute-force enumeration of the model's output texts."""
 
+import functools
 import itertools
 
 import jax
@@ -17,14 +18,15 @@ def _softmax(x):
   return e / e.sum(-1, keepdims=True)
 
 
-def _text_paths(outputs, source, k_max, band=0):
-  """{text: [(probability, displacement) of each way to write it]}, enumerating every choice.
+def _text_paths(outputs, source, k_max, band=0, prior_kind='diagonal'):
+  """{text: [(probability, prior units) of each way to write it]}, enumerating every choice.
 
-  The displacement is the diagonal prior's: sum over written characters of |s - m| (node s) or
+  The units of the ``'diagonal'`` prior: the sum over written characters of |s - m| (node s) or
   |s + k - m| + 1 (position k of slot s: an insertion costs one more), m the character's place in
-  the text. With ``band`` W > 0, only the ways whose length written so far stays within W of the
-  band's centre (``alignment.band_centre`` for the way's own text) before group s, after its slot
-  and after its node.
+  the text. Of the ``'edits'`` prior: the inserted characters plus the deleted nodes with some of
+  the text still to write after them. With ``band`` W > 0, only the ways whose length written so
+  far stays within W of the band's centre (``alignment.band_centre`` for the way's own text)
+  before group s, after its slot and after its node.
   """
   op = _softmax(np.asarray(outputs['op_logits'][0], np.float64))
   char = _softmax(np.asarray(outputs['char_logits'][0], np.float64))
@@ -32,7 +34,7 @@ def _text_paths(outputs, source, k_max, band=0):
   vocab = len(VOCAB)
   node_choices = []  # Per source node: [(text, p)].
   for i, ch in enumerate(source):
-    options = [('', op[i, edits.DELETE], ()), (ch, op[i, edits.KEEP], ((i, 0),))]
+    options = [('', op[i, edits.DELETE], None), (ch, op[i, edits.KEEP], ((i, 0),))]
     options += [(VOCAB[v], op[i, edits.MODIFY] * char[i, v], ((i, 0),)) for v in range(vocab)]
     node_choices.append(options)
   slot_choices = []  # Per slot: [(text, p)] over counts and characters.
@@ -67,9 +69,14 @@ def _text_paths(outputs, source, k_max, band=0):
     text = ''.join(t for t, _, _ in combo)
     if not in_band(combo, len(text)):
       continue
-    diagonal = [d for _, _, ds in combo for d in ds]
-    displacement = sum(abs(d - m) + extra for m, (d, extra) in enumerate(diagonal))
-    paths.setdefault(text, []).append((float(np.prod([p for _, p, _ in combo])), displacement))
+    if prior_kind == 'diagonal':
+      diagonal = [d for _, _, ds in combo if ds for d in ds]
+      units = sum(abs(d - m) + extra for m, (d, extra) in enumerate(diagonal))
+    else:
+      written = np.cumsum([0] + [len(t) for t, _, _ in combo])[:-1]  # Before each element.
+      inserted = sum(extra for _, _, ds in combo if ds for _, extra in ds)
+      units = inserted + sum(ds is None and m < len(text) for (_, _, ds), m in zip(combo, written))
+    paths.setdefault(text, []).append((float(np.prod([p for _, p, _ in combo])), units))
   return paths
 
 
@@ -141,17 +148,30 @@ def test_likelihood_equals_brute_force_enumeration(source):
     assert np.exp(lp) == pytest.approx(expected, rel=1e-4, abs=1e-12), text
 
 
-@pytest.mark.parametrize('tau,rho', [(1.0, 0.0), (0.5, 0.0), (0.05, 0.0), (1.0, 0.7), (0.3, 2.0)])
-def test_temperature_and_prior_over_the_ways_to_write_the_target(tau, rho):
+@pytest.mark.parametrize(
+  'tau,rho,kind',
+  [
+    (1.0, 0.0, 'diagonal'),
+    (0.5, 0.0, 'diagonal'),
+    (0.05, 0.0, 'diagonal'),
+    (1.0, 0.7, 'diagonal'),
+    (0.3, 2.0, 'diagonal'),
+    (1.0, 0.7, 'edits'),
+    (0.3, 2.0, 'edits'),
+  ],
+)
+def test_temperature_and_prior_over_the_ways_to_write_the_target(tau, rho, kind):
   """tau * log sum_ways (p e^(-rho d))^(1 / tau): the likelihood at (1, 0), Viterbi as tau -> 0."""
   k_max, width, source = 2, 8, 'cab'
   rng = np.random.default_rng(11)
   outputs = _random_outputs(rng, len(source), k_max)
-  paths = _text_paths(outputs, source, k_max)
+  paths = _text_paths(outputs, source, k_max, prior_kind=kind)
   targets = sorted(paths, key=lambda t: -sum(p for p, _ in paths[t]))[:10]
   targets = [t for t in targets if len(t) <= width]
   batch = _batch([outputs] * len(targets), [source] * len(targets), targets, width, k_max)
-  got = np.asarray(alignment.target_log_likelihood(*batch, temperature=tau, prior=rho))
+  got = np.asarray(
+    alignment.target_log_likelihood(*batch, temperature=tau, prior=rho, prior_kind=kind)
+  )
   for text, value in zip(targets, got):
     log_p = np.asarray([np.log(p) - rho * d for p, d in paths[text]])
     expected = tau * np.logaddexp.reduce(log_p / tau)
@@ -218,20 +238,29 @@ def test_peaked_outputs_give_their_one_text_probability_one():
 
 
 @pytest.mark.parametrize(
-  'source,band,k_max', [('ab', 1, 2), ('cab', 1, 2), ('abca', 1, 1), ('abca', 2, 1)]
+  'source,band,k_max,kind',
+  [
+    ('ab', 1, 2, 'diagonal'),
+    ('cab', 1, 2, 'diagonal'),
+    ('abca', 1, 1, 'diagonal'),
+    ('abca', 2, 1, 'diagonal'),
+    ('cab', 1, 2, 'edits'),
+    ('abca', 1, 1, 'edits'),
+  ],
 )
-def test_banded_likelihood_sums_the_ways_that_stay_in_the_band(source, band, k_max):
+def test_banded_likelihood_sums_the_ways_that_stay_in_the_band(source, band, k_max, kind):
   """Brute force: the banded recursion is the sum over exactly the ways inside the band."""
   width, rho = 8, 0.5
   rng = np.random.default_rng(5 + len(source))
   outputs = _random_outputs(rng, len(source), k_max)
-  every = _text_paths(outputs, source, k_max)
+  every = _text_paths(outputs, source, k_max, prior_kind=kind)
   targets = [t for t in every if len(t) <= width and len(t) - len(source) <= band]
   targets = sorted(targets, key=lambda t: -sum(p for p, _ in every[t]))[:10]
   batch = _batch([outputs] * len(targets), [source] * len(targets), targets, width, k_max)
-  got = np.asarray(alignment.target_log_likelihood(*batch, prior=rho, band=band))
-  full = np.asarray(alignment.target_log_likelihood(*batch, prior=rho))
-  inside = _text_paths(outputs, source, k_max, band)
+  like = functools.partial(alignment.target_log_likelihood, prior=rho, prior_kind=kind)
+  got = np.asarray(like(*batch, band=band))
+  full = np.asarray(like(*batch))
+  inside = _text_paths(outputs, source, k_max, band, prior_kind=kind)
   dropped = 0
   for text, value, exact in zip(targets, got, full):
     kept = inside.get(text, [])
@@ -263,10 +292,11 @@ def test_a_band_covering_every_alignment_gives_the_full_sum_and_its_gradient():
   np.testing.assert_allclose(narrow, wide, rtol=1e-5)
 
 
-def test_banded_gradient_matches_finite_differences():
+@pytest.mark.parametrize('kind', ['diagonal', 'edits'])
+def test_banded_gradient_matches_finite_differences(kind):
   rng = np.random.default_rng(4)
   batch = _batch([_random_outputs(rng, 4, 2)], ['cabc'], ['aacb'], 6, 2)
-  _assert_matches_finite_differences(batch, rng, prior=0.5, band=1)
+  _assert_matches_finite_differences(batch, rng, prior=0.5, band=1, prior_kind=kind)
 
 
 def test_check_band_names_the_target_that_outgrows_its_input():

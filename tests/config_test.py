@@ -53,6 +53,7 @@ from grapheme_jax import config_lib
     ('loss.ce_warmup_steps', -5, 'loss.ce_warmup_steps'),
     ('loss.alignment_temperature', 0.0, 'loss.alignment_temperature'),
     ('loss.alignment_temperature', 1.5, 'loss.alignment_temperature'),
+    ('loss.alignment_prior_kind', 'diag', 'loss.alignment_prior_kind'),
   ],
 )
 def test_bad_values_are_one_line_errors(key, value, message):

@@ -440,3 +440,28 @@ def test_insert_cost_prices_each_unit_of_target_mass_left_to_the_dummy():
   assert float(high['node'][0] - low['node'][0]) == pytest.approx(5.0 * inserted, rel=1e-5)
   for term in ('edge', 'clique'):
     assert float(high[term][0]) == float(low[term][0])
+
+
+def test_the_alignment_prior_kind_reaches_the_node_term(labelled_batch):
+  outputs, batch = labelled_batch
+  config = tiny_config()
+  config.loss.mode, config.loss.beta, config.loss.gamma = 'structural', 0.0, 0.0
+  weights = losses.loss_weights(config)
+  nodes = {}
+  for kind in config_lib.PRIOR_KINDS:
+    config.loss.alignment_prior_kind = kind
+    spec = losses.loss_spec(config)
+    assert spec.structural.alignment_prior_kind == kind
+    nodes[kind] = losses.compute_loss(outputs, batch, spec, weights)[1]['node_cost']
+    log_p = alignment.target_log_likelihood(
+      outputs,
+      *(batch[k] for k in ('source_codes', 'source_len', 'target_codes', 'target_ids')),
+      batch['target_len'],
+      weights['alignment_temperature'],
+      weights['alignment_prior'],
+      band=spec.structural.alignment_band,
+      prior_kind=kind,
+    )
+    count = jnp.sum(batch['weights'] * jnp.maximum(batch['target_len'], 1))
+    np.testing.assert_allclose(nodes[kind], -jnp.sum(batch['weights'] * log_p) / count, rtol=1e-6)
+  assert nodes['diagonal'] != nodes['edits']
