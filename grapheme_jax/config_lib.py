@@ -159,7 +159,7 @@ def base_config() -> ml_collections.ConfigDict:
   # deleted node with target still to write after it, so a shift costs once, where it happens;
   # 'diagonal': |input position - target position| per written character (+1 per insertion), so
   # every character after a shift pays for it again (long inputs: 0.781 held-out exact match
-  # against 0.999 with 'edits'; README, Results).
+  # against 1.000 with 'edits'; README, Results).
   config.loss.alignment_prior_kind = 'edits'
   # 'alignment': W >= 0. The likelihood keeps only the alignments whose written length stays
   # within W characters of the left-aligned diagonal (alignment.py), O(L K W) memory instead of
