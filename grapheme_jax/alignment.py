@@ -63,7 +63,7 @@ def target_log_likelihood(
   temperature=1.0,
   prior=0.0,
   band: int = 0,
-  prior_kind: str = 'diagonal',
+  prior_kind: str = 'edits',
 ) -> jax.Array:
   """[B] log P(target text | model outputs), summed over every alignment.
 
@@ -98,9 +98,9 @@ def target_log_likelihood(
   narrower than the target axis (2 W >= M), the full sum is computed instead. An alignment leaves
   the band only after about W more insertions than deletions (or the reverse, counting only
   deletions with target still to write), so under either prior its weight is at most about
-  exp(-rho W). Every example needs
-  ``target_len - source_len <= W`` (the last slot's insertions must fit); otherwise its result is
-  about -1e9 (:func:`check_band` tests a dataset before training).
+  exp(-rho W). Every example needs ``target_len - source_len <= W`` (the last slot's insertions
+  must fit); otherwise its result is about -1e9 (:func:`check_band` tests a dataset before
+  training).
 
   Args:
     outputs: the model's ``op_logits`` [B, L, 3], ``char_logits`` [B, L, V] and ``ins_logits``
@@ -112,7 +112,7 @@ def target_log_likelihood(
     temperature: tau in (0, 1], see above.
     prior: rho >= 0, see above. Both may be traced.
     band: W >= 0, static; 0 keeps every target position (the exact sum).
-    prior_kind: one of ``config_lib.PRIOR_KINDS``, static.
+    prior_kind: one of ``config_lib.PRIOR_KINDS``, static; the config's default, ``'edits'``.
   """
   if band < 0:
     raise ValueError(f'band must be >= 0, got {band}.')
