@@ -173,8 +173,10 @@ def base_config() -> ml_collections.ConfigDict:
   # 'alignment': whether the compiled step holds the Sinkhorn plan of the edge and clique terms.
   # 'auto': only when beta or gamma is non-zero in the config; the node term alone then needs no
   # [B, N, N] buffers (at 256 characters, batch 8: 0.3 GiB instead of 5.2), but a change of beta
-  # or gamma through 0 compiles a second step. 'always': one step for every weight, the plan
-  # skipped at run time when both are 0 (what a sweep through 0 wants; its buffers stay reserved).
+  # or gamma through 0 compiles a second step, and a step with the plan computes it unconditionally.
+  # 'always': one step for every weight, the plan skipped at run time when both are 0 (what a sweep
+  # through 0 wants; its buffers stay reserved, and the branch re-runs the plan's forward pass in
+  # the backward one: 10-25 % of a step with the Sinkhorn terms on).
   config.loss.plan = 'auto'
   # 'likelihood': the price of a target node that no candidate produces (the plan sends it to the
   # dummy). Too low, and leaving uncertain characters unproduced is cheaper than predicting them.

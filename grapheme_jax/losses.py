@@ -117,6 +117,11 @@ class StructuralSpec(NamedTuple):
   matching: str = 'transport'
   # 'alignment' node cost: whether the step computes the plan (edge and clique terms) at all.
   plan: bool = True
+  # With the plan: whether it sits under a run-time branch on the traced beta and gamma, skipped
+  # when both are 0 (config.loss.plan='always': one step for a sweep through 0). Under 'auto' the
+  # plan is in the step only when the config's weights are non-zero, and the branch would only
+  # cost: its rematerialisation runs the plan's forward pass twice (10-20 % of a step).
+  plan_branch: bool = True
   # 'alignment' node cost: the likelihood's band around the diagonal (0: every alignment).
   alignment_band: int = 0
   # 'alignment' node cost: what the alignment prior's unit counts (config_lib.PRIOR_KINDS).
@@ -345,6 +350,9 @@ def _plan_terms(outputs, batch, weights, spec: StructuralSpec) -> dict[str, jax.
   if not spec.plan:  # Not in the program: a non-zero weight gets NaN, never a missing term.
     missing = jnp.where(needed, jnp.nan, 0.0)
     return {k: jnp.full(batch['target_len'].shape, missing) for k in ('edge', 'clique')}
+  if not spec.plan_branch:  # The config's weights put the plan in the step: always computed.
+    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
+    return {k: costs[k] for k in ('edge', 'clique')}
 
   # With both weights 0 the plan is not computed (a runtime branch on the traced weights, so a
   # sweep through 0 does not recompile). Rematerialised: under autodiff both branches of a cond
@@ -471,15 +479,16 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
   return LossSpec(
     config.loss.mode,
     StructuralSpec(
-      config.model.skip_window,
-      config.loss.sinkhorn_iterations,
-      config.loss.fgw_iterations,
-      config.loss.node_cost,
-      config.loss.differentiate_plan,
-      config.loss.matching,
-      config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
-      config.loss.alignment_band,
-      config.loss.alignment_prior_kind,
+      skip_window=config.model.skip_window,
+      sinkhorn_iterations=config.loss.sinkhorn_iterations,
+      fgw_iterations=config.loss.fgw_iterations,
+      node_cost=config.loss.node_cost,
+      differentiate_plan=config.loss.differentiate_plan,
+      matching=config.loss.matching,
+      plan=config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
+      plan_branch=config.loss.plan == 'always',
+      alignment_band=config.loss.alignment_band,
+      alignment_prior_kind=config.loss.alignment_prior_kind,
     ),
     config.loss.hybrid_schedule,
   )

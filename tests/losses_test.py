@@ -342,13 +342,23 @@ def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
   for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_np)):
     np.testing.assert_allclose(g, h, rtol=1e-6, atol=1e-8)
   assert np.isnan(without(outputs, tiny)[0])
+  # The plan outside the run-time branch (config.loss.plan='auto' with beta or gamma > 0): the
+  # same loss, parts and gradient as under the branch.
+  direct = jax.jit(lambda o, w: losses.structural(o, batch, w, spec._replace(plan_branch=False)))
+  (loss_d, parts_d), grad_d = jax.value_and_grad(direct, has_aux=True)(outputs, tiny)
+  np.testing.assert_allclose(parts_d['edge_cost'], with_plan['edge_cost'], rtol=1e-6)
+  np.testing.assert_allclose(parts_d['node_cost'], with_plan['node_cost'], rtol=1e-6)
+  for g, h in zip(jax.tree.leaves(grad_plan), jax.tree.leaves(grad_d)):
+    np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
   config = config_lib.base_config()
   config.loss.beta = config.loss.gamma = 0.0
   assert not losses.loss_spec(config).structural.plan
   config.loss.plan = 'always'
-  assert losses.loss_spec(config).structural.plan
+  spec_always = losses.loss_spec(config).structural
+  assert spec_always.plan and spec_always.plan_branch
   config.loss.plan, config.loss.gamma = 'auto', 2.0
-  assert losses.loss_spec(config).structural.plan
+  spec_auto = losses.loss_spec(config).structural
+  assert spec_auto.plan and not spec_auto.plan_branch
 
 
 @pytest.fixture(scope='module')
