@@ -350,9 +350,13 @@ def _plan_terms(outputs, batch, weights, spec: StructuralSpec) -> dict[str, jax.
   if not spec.plan:  # Not in the program: a non-zero weight gets NaN, never a missing term.
     missing = jnp.where(needed, jnp.nan, 0.0)
     return {k: jnp.full(batch['target_len'].shape, missing) for k in ('edge', 'clique')}
-  if not spec.plan_branch:  # The config's weights put the plan in the step: always computed.
+
+  def plan_terms(_):
     costs = structural_graph_costs(outputs, batch, weights, spec)[2]
     return {k: costs[k] for k in ('edge', 'clique')}
+
+  if not spec.plan_branch:  # The config's weights put the plan in the step: always computed.
+    return plan_terms(None)
 
   # With both weights 0 the plan is not computed (a runtime branch on the traced weights, so a
   # sweep through 0 does not recompile). Rematerialised: under autodiff both branches of a cond
@@ -360,15 +364,10 @@ def _plan_terms(outputs, batch, weights, spec: StructuralSpec) -> dict[str, jax.
   # with zeros (1.5 s of a 64-character step at batch 64, against 0.11 s for the likelihood).
   # Saving only the inputs keeps the skipped branch free; with beta or gamma > 0 the plan's
   # forward pass runs twice. XLA still reserves the branch's buffers (config.loss.plan).
-  @jax.checkpoint
-  def plan_terms(_):
-    costs = structural_graph_costs(outputs, batch, weights, spec)[2]
-    return {k: costs[k] for k in ('edge', 'clique')}
-
   def no_plan(_):  # Zeros of the plan branch's shapes and dtypes (float64 under x64).
     return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(plan_terms, None))
 
-  return jax.lax.cond(needed, plan_terms, no_plan, None)
+  return jax.lax.cond(needed, jax.checkpoint(plan_terms), no_plan, None)
 
 
 def structural(
