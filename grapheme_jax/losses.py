@@ -120,7 +120,7 @@ class StructuralSpec(NamedTuple):
   # With the plan: whether it sits under a run-time branch on the traced beta and gamma, skipped
   # when both are 0 (config.loss.plan='always': one step for a sweep through 0). Under 'auto' the
   # plan is in the step only when the config's weights are non-zero, and the branch would only
-  # cost: its rematerialisation runs the plan's forward pass twice (10-20 % of a step).
+  # cost: its rematerialisation runs the plan's forward pass twice (10-25 % of a step).
   plan_branch: bool = True
   # 'alignment' node cost: the likelihood's band around the diagonal (0: every alignment).
   alignment_band: int = 0

@@ -346,6 +346,7 @@ def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
   # same loss, parts and gradient as under the branch.
   direct = jax.jit(lambda o, w: losses.structural(o, batch, w, spec._replace(plan_branch=False)))
   (loss_d, parts_d), grad_d = jax.value_and_grad(direct, has_aux=True)(outputs, tiny)
+  np.testing.assert_allclose(loss_d, f(outputs, tiny)[0], rtol=1e-6)
   np.testing.assert_allclose(parts_d['edge_cost'], with_plan['edge_cost'], rtol=1e-6)
   np.testing.assert_allclose(parts_d['node_cost'], with_plan['node_cost'], rtol=1e-6)
   for g, h in zip(jax.tree.leaves(grad_plan), jax.tree.leaves(grad_d)):
