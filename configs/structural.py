@@ -16,8 +16,9 @@ def get_config(arg=None):
   config.loss.mode = 'structural'
   # The node term (the target's likelihood over all alignments) alone: with it, the Sinkhorn edge
   # and clique terms slowed learning on level 2 (0.078 held-out exact match with beta = 0.5,
-  # gamma = 2 against 0.16 without; README, Results). With both weights 0 the plan is not computed;
-  # set them (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure terms.
+  # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16). With both weights 0 the plan is not
+  # computed; set them (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure
+  # terms.
   config.loss.beta = 0.0
   config.loss.gamma = 0.0
   return config

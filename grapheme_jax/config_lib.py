@@ -168,7 +168,7 @@ def base_config() -> ml_collections.ConfigDict:
   # There, a target may outgrow its input by at most W characters (checked when data are loaded).
   config.loss.alignment_band = 16
   # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
-  # Hungarian matching is in DETR-style set losses (see README, Results).
+  # Hungarian matching is in DETR-style set losses (BUILD_NOTES.md, "Results history").
   config.loss.differentiate_plan = True
   # 'alignment': whether the compiled step holds the Sinkhorn plan of the edge and clique terms.
   # 'auto': only when beta or gamma is non-zero in the config; the node term alone then needs no
