@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import tiny_config
 
 from experiments.benchmarks import edit_dp_vs_rapidfuzz, growth, sinkhorn_vs_ott, timing, train_step
@@ -63,3 +64,23 @@ def test_bucket_table_times_each_variant_per_length_against_the_cross_entropy():
   ]
   assert rows[0]['points'][0]['ratio_to_cross_entropy'] == 1.0
   assert all(r['points'][0]['ratio_to_cross_entropy'] > 0 for r in rows)
+
+
+def test_list_flags_parse_and_reject_anything_else(capsys):
+  from experiments.benchmarks import __main__ as bench  # noqa: PLC0415
+
+  parser = bench.argparse.ArgumentParser()
+  assert bench.parse_list(parser, 'batches', '64,512', int) == [64, 512]
+  assert bench.parse_list(parser, 'sections', 'growth,anchors', str, bench.SECTIONS) == [
+    'growth',
+    'anchors',
+  ]
+  bad_values = [('batches', b, None) for b in ('0', '64,', 'x', '-8')]
+  bad_values += [('sections', s, bench.SECTIONS) for s in ('', 'growth,speed')]
+  for flag, bad, allowed in bad_values:
+    with pytest.raises(SystemExit) as exit_info:
+      bench.parse_list(parser, flag, bad, int if allowed is None else str, allowed)
+    assert exit_info.value.code == 2
+    assert f'--{flag}={bad!r}' in capsys.readouterr().err
+  rows = bench._with_batch([{'name': 'train step, structural', 'graphs_per_s': 1.0}], 512)
+  assert rows == [{'name': 'train step, structural, batch 512', 'graphs_per_s': 1.0, 'batch': 512}]

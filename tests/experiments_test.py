@@ -1,6 +1,9 @@
 """Tests for the experiment scripts."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +72,26 @@ def test_long_task_has_long_disjoint_inputs_and_rounded_targets(tmp_path):
   assert [(p.input, p.target) for p in loaded] == [(x['input'], x['target']) for x in train_items]
   with pytest.raises(ValueError, match='min_length'):
     make_long_task.example(np.random.default_rng(0), 70, 64)
+
+
+def test_accelerator_check_reports_each_stage_and_goes_on_past_a_time_limit(tmp_path):
+  """Every stage cut at 1 s: each is reported as such, the next one starts, the files are there."""
+  script = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'accelerator_check.sh')
+  env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+  env.pop('OUT', None)
+  unset = subprocess.run(['bash', script], env=env, capture_output=True, text=True, timeout=60)
+  assert unset.returncode != 0 and 'OUT' in unset.stderr
+  limits = {f'{s}_LIMIT': '1' for s in ('MAIN', 'BENCH', 'NOTEBOOK', 'GROWTH')}
+  env.update(limits, OUT=str(tmp_path / 'out'), TINY='1', SCRATCH=str(tmp_path / 'scratch'))
+  env['WHEELS_DIR'] = str(tmp_path / 'no_wheels')  # The packages of this environment.
+  done = subprocess.run(['bash', script], env=env, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr
+  log = (tmp_path / 'out' / 'check.log').read_text()
+  for stage in ('structural', 'cross_entropy', 'benchmarks', 'notebook', 'growth'):
+    assert any(stage in line and '(time limit)' in line for line in log.splitlines()), stage
+  assert 'jax' in (tmp_path / 'out' / 'env.txt').read_text()
+  rows = [json.loads(line) for line in (tmp_path / 'out' / 'main.jsonl').read_text().splitlines()]
+  assert [(r['mode'], r['exit_code']) for r in rows] == [
+    ('structural', 124),
+    ('cross_entropy', 124),
+  ]

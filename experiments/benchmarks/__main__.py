@@ -1,12 +1,15 @@
 """Runs every benchmark, prints a table and writes JSON.
 
-python -m experiments.benchmarks [--out=benchmarks.json] [--quick] [--skip_growth]
+python -m experiments.benchmarks [--out=benchmarks.json] [--quick] [--skip_growth] \
+    [--batches=64,512] [--sections=anchors,train_step,buckets,growth]
 
 Every mode is measured at ``configs/structural.py``'s loss weights (the node term alone); the
 bucket table adds the structural loss with its Sinkhorn edge and clique terms on. ``--quick`` uses
 tiny sizes (a smoke test of the code, not a measurement). The growth curve
 (16 ... 256 nodes per graph, three loss modes) takes most of the time: about 8 minutes on 2 CPU
-cores; ``--skip_growth`` leaves it out.
+cores; ``--skip_growth`` leaves it out, ``--sections`` picks any of the four parts (the anchors, the
+train step, the bucket table, the growth curve). ``--batches`` repeats the train step and the bucket
+table at each batch size (64 by default; an accelerator wants 512 too).
 """
 
 from __future__ import annotations
@@ -68,25 +71,66 @@ def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
   return rows
 
 
+SECTIONS = ('anchors', 'train_step', 'buckets', 'growth')
+
+
+def parse_list(parser: argparse.ArgumentParser, flag: str, text: str, convert, allowed=None):
+  """``'64,512'`` -> ``[64, 512]`` (``convert`` each item); anything else is one argparse error."""
+  try:
+    items = [convert(item) for item in text.split(',')]
+  except ValueError:
+    items = []
+  bad = not items or (allowed is None and min(items) < 1) or (allowed and set(items) - set(allowed))
+  if bad:
+    expected = 'positive integers, e.g. 64,512' if allowed is None else ', '.join(allowed)
+    parser.error(f'--{flag}={text!r}: expected a comma-separated list of {expected}')
+  return items
+
+
+def _with_batch(rows: list[dict], batch: int) -> list[dict]:
+  """Names the train-step rows by their batch size (the bucket rows already are)."""
+  return [{**row, 'name': f'{row["name"]}, batch {batch}', 'batch': batch} for row in rows]
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--out', default='', help='JSON file for the results')
   parser.add_argument('--quick', action='store_true', help='tiny sizes: checks the code only')
   parser.add_argument('--skip_growth', action='store_true', help='leave out the growth curve')
+  parser.add_argument(
+    '--batches',
+    default='',
+    help='comma-separated batch sizes of the train step and the buckets (default 64; --quick: 4)',
+  )
+  parser.add_argument(
+    '--sections', default=','.join(SECTIONS), help=f'comma-separated subset of {SECTIONS}'
+  )
   args = parser.parse_args(argv)
-  if args.quick:
-    rows = [
+  batches = parse_list(parser, 'batches', args.batches or ('4' if args.quick else '64'), int)
+  sections = set(parse_list(parser, 'sections', args.sections, str, SECTIONS))
+  if args.skip_growth:
+    sections.discard('growth')
+  if args.quick:  # Tiny sizes everywhere: a smoke test of the code.
+    config_fn, lengths, bucket_steps, step_count = _tiny_config, (8, 16), 1, 3
+    anchors = lambda: [  # noqa: E731
       sinkhorn_vs_ott.run(batch=4, n=8, iterations=3, repeats=1),
       edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1),
     ]
-    steps = train_step.run(_tiny_config(), steps=3)
-    buckets = _buckets(_tiny_config(), (8, 16), batch=4, steps=1)
-    curves = [] if args.skip_growth else growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)
+    curves_fn = lambda: growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)  # noqa: E731
   else:
-    rows = [sinkhorn_vs_ott.run(), edit_dp_vs_rapidfuzz.run()]
-    steps = train_step.run(_structural_config())
-    buckets = _buckets(_structural_config(), BUCKETS, batch=64, steps=5)
-    curves = [] if args.skip_growth else growth.run(_structural_config())
+    config_fn, lengths, bucket_steps, step_count = _structural_config, BUCKETS, 5, 50
+    anchors = lambda: [sinkhorn_vs_ott.run(), edit_dp_vs_rapidfuzz.run()]  # noqa: E731
+    curves_fn = lambda: growth.run(_structural_config())  # noqa: E731
+  rows = anchors() if 'anchors' in sections else []
+  steps, buckets = [], []
+  for batch in batches:
+    if 'train_step' in sections:
+      config = config_fn()
+      config.batch_size = batch
+      steps += _with_batch(train_step.run(config, steps=step_count), batch)
+    if 'buckets' in sections:
+      buckets += _buckets(config_fn(), lengths, batch=batch, steps=bucket_steps)
+  curves = curves_fn() if 'growth' in sections else []
   cpu = platform.processor() or platform.machine()
   device = f'{jax.devices()[0].device_kind} ({jax.default_backend()}), host {cpu}'
   print(f'jax {jax.__version__} on {device}')
