@@ -110,27 +110,34 @@ def main(argv=None) -> None:
   sections = set(parse_list(parser, 'sections', args.sections, str, SECTIONS))
   if args.skip_growth:
     sections.discard('growth')
-  if args.quick:  # Tiny sizes everywhere: a smoke test of the code.
-    config_fn, lengths, bucket_steps, step_count = _tiny_config, (8, 16), 1, 3
-    anchors = lambda: [  # noqa: E731
-      sinkhorn_vs_ott.run(batch=4, n=8, iterations=3, repeats=1),
-      edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1),
+  quick = args.quick  # Tiny sizes everywhere: a smoke test of the code.
+  config_fn = _tiny_config if quick else _structural_config
+  rows = []
+  if 'anchors' in sections:
+    rows = [
+      sinkhorn_vs_ott.run(batch=4, n=8, iterations=3, repeats=1)
+      if quick
+      else sinkhorn_vs_ott.run(),
+      edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1)
+      if quick
+      else edit_dp_vs_rapidfuzz.run(),
     ]
-    curves_fn = lambda: growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)  # noqa: E731
-  else:
-    config_fn, lengths, bucket_steps, step_count = _structural_config, BUCKETS, 5, 50
-    anchors = lambda: [sinkhorn_vs_ott.run(), edit_dp_vs_rapidfuzz.run()]  # noqa: E731
-    curves_fn = lambda: growth.run(_structural_config())  # noqa: E731
-  rows = anchors() if 'anchors' in sections else []
   steps, buckets = [], []
   for batch in batches:
     if 'train_step' in sections:
       config = config_fn()
       config.batch_size = batch
-      steps += _with_batch(train_step.run(config, steps=step_count), batch)
+      steps += _with_batch(train_step.run(config, steps=3 if quick else 50), batch)
     if 'buckets' in sections:
-      buckets += _buckets(config_fn(), lengths, batch=batch, steps=bucket_steps)
-  curves = curves_fn() if 'growth' in sections else []
+      lengths = (8, 16) if quick else BUCKETS
+      buckets += _buckets(config_fn(), lengths, batch=batch, steps=1 if quick else 5)
+  curves = []
+  if 'growth' in sections:
+    curves = (
+      growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)
+      if quick
+      else growth.run(_structural_config())
+    )
   cpu = platform.processor() or platform.machine()
   device = f'{jax.devices()[0].device_kind} ({jax.default_backend()}), host {cpu}'
   print(f'jax {jax.__version__} on {device}')
