@@ -178,6 +178,13 @@ def base_config() -> ml_collections.ConfigDict:
   # through 0 wants; its buffers stay reserved, and the branch re-runs the plan's forward pass in
   # the backward one: 10-25 % of a step with the Sinkhorn terms on).
   config.loss.plan = 'auto'
+  # The Sinkhorn plan's candidates (edge and clique terms; every term for the 'likelihood' and
+  # 'mismatch' node costs): the first P insertion positions of each slot, 0 for all
+  # model.max_insertions. The soft graph then describes outputs with at most P insertions per slot
+  # (later ones count as absent), N = (L + 1)(P + 1) candidates instead of (L + 1)(K + 1): the
+  # [B, N, N] pair tensors shrink by ((K + 1) / (P + 1))^2. The 'alignment' node term always sees
+  # every position. Exact where the model puts no mass beyond position P (losses_test).
+  config.loss.plan_insertions = 0
   # 'likelihood': the price of a target node that no candidate produces (the plan sends it to the
   # dummy). Too low, and leaving uncertain characters unproduced is cheaper than predicting them.
   config.loss.insert_cost = 3.0
@@ -302,6 +309,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.alignment_prior_kind': _one_of(PRIOR_KINDS),
   'loss.matching': _one_of(MATCHINGS),
   'loss.plan': _one_of(PLANS),
+  'loss.plan_insertions': _int_at_least(0),
   'loss.hybrid_lambda': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
   'loss.hybrid_schedule': _one_of(HYBRID_SCHEDULES),
   'loss.hybrid_lambda_start': _real(lambda v: 0 <= v <= 1, 'in [0, 1]'),
@@ -384,6 +392,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config.loss.matching == 'transport' or config.loss.node_cost == 'likelihood',
     f'loss.matching={config.loss.matching!r} prices nodes by their likelihood; '
     f'loss.node_cost={config.loss.node_cost!r} applies to loss.matching="transport" only.',
+  )
+  _check(
+    config.loss.plan_insertions <= config.model.max_insertions,
+    f'loss.plan_insertions={config.loss.plan_insertions} must be <= model.max_insertions='
+    f'{config.model.max_insertions} (0: all of them).',
   )
   if config.data.name == 'jsonl':
     for key in ('train_path', 'eval_path'):

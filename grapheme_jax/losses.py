@@ -122,6 +122,8 @@ class StructuralSpec(NamedTuple):
   # plan is in the step only when the config's weights are non-zero, and the branch would only
   # cost: its rematerialisation runs the plan's forward pass twice (10-25 % of a step).
   plan_branch: bool = True
+  # The plan's insertion positions per slot (0: all; config.loss.plan_insertions).
+  plan_insertions: int = 0
   # 'alignment' node cost: the likelihood's band around the diagonal (0: every alignment).
   alignment_band: int = 0
   # 'alignment' node cost: what the alignment prior's unit counts (config_lib.PRIOR_KINDS).
@@ -322,8 +324,14 @@ def structural_graph_costs(
   weights: dict[str, jax.Array],
   spec: StructuralSpec,
 ) -> tuple[soft_graph.SoftGraph, soft_graph.SoftGraph, dict[str, jax.Array]]:
-  """A batch's predicted and target graphs and their :func:`structural_costs` under ``spec``."""
+  """A batch's predicted and target graphs and their :func:`structural_costs` under ``spec``.
+
+  With ``spec.plan_insertions`` P > 0 the predicted graph keeps each slot's first P insertion
+  positions: the soft graph of the outputs with every later position ended (absent).
+  """
   w = spec.skip_window
+  if spec.plan_insertions:
+    outputs = {**outputs, 'ins_logits': outputs['ins_logits'][:, :, : spec.plan_insertions]}
   pred = soft_graph.predicted_graphs(outputs, batch['source_codes'], batch['source_len'], w)
   target = soft_graph.text_graphs(batch['target_codes'], batch['target_len'], w)
   costs = structural_costs(
@@ -486,6 +494,7 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
       matching=config.loss.matching,
       plan=config.loss.plan == 'always' or config.loss.beta != 0 or config.loss.gamma != 0,
       plan_branch=config.loss.plan == 'always',
+      plan_insertions=config.loss.plan_insertions,
       alignment_band=config.loss.alignment_band,
       alignment_prior_kind=config.loss.alignment_prior_kind,
     ),

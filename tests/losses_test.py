@@ -362,6 +362,44 @@ def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
   assert spec_auto.plan and not spec_auto.plan_branch
 
 
+def test_a_plan_over_fewer_insertion_positions_is_exact_where_the_rest_has_no_mass():
+  """loss.plan_insertions = P: where every slot surely ends by position P, the same loss and
+  gradient as the plan over all K positions; with mass beyond P, a different (smaller) graph."""
+  rng = np.random.default_rng(17)
+  batch = _batch(['ab', 'cab'], ['abc', 'b'], 4)
+  outputs = _random_outputs(rng, length=4, k=4)
+  ended = outputs['ins_logits'].at[:, :, 2, -1].set(60.0)  # The end marker at position 2.
+  ended_outputs = {**outputs, 'ins_logits': ended}
+  spec = losses.StructuralSpec(node_cost='alignment')  # Edge and clique terms from the plan.
+  weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
+  weights.update(alignment_temperature=1.0, alignment_prior=0.5)
+
+  def loss_and_grad(outputs, plan_insertions):
+    def f(o):
+      return losses.structural(o, batch, weights, spec._replace(plan_insertions=plan_insertions))
+
+    return jax.jit(jax.value_and_grad(f, has_aux=True))(outputs)
+
+  (loss, parts), grad = loss_and_grad(ended_outputs, 2)
+  (loss_all, parts_all), grad_all = loss_and_grad(ended_outputs, 0)
+  np.testing.assert_allclose(loss, loss_all, rtol=1e-5)
+  for key in ('node_cost', 'edge_cost', 'clique_cost'):
+    np.testing.assert_allclose(parts[key], parts_all[key], rtol=1e-5, atol=1e-7)
+  for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_all)):
+    np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-6)
+  (_, parts_all), _ = loss_and_grad(outputs, 0)
+  (_, parts), _ = loss_and_grad(outputs, 2)
+  assert parts['edge_cost'] != parts_all['edge_cost']
+  # P = K is the whole graph; P beyond K is a config error before anything compiles.
+  np.testing.assert_allclose(loss_and_grad(outputs, 4)[0][0], loss_and_grad(outputs, 0)[0][0])
+  config = config_lib.base_config()
+  config.loss.plan_insertions = 2
+  assert losses.loss_spec(config).structural.plan_insertions == 2
+  config.loss.plan_insertions = config.model.max_insertions + 1
+  with pytest.raises(ValueError, match='loss.plan_insertions=9 must be <= model.max_insertions=8'):
+    config_lib.validate(config)
+
+
 @pytest.fixture(scope='module')
 def labelled_batch():
   """A labelled batch of the shared pairs and random model outputs of its shapes (K = 8)."""

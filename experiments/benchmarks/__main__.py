@@ -54,10 +54,13 @@ def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
   """
   with_terms = config.copy_and_resolve_references()
   with_terms.loss.update(SINKHORN_TERMS)
+  fewer = with_terms.copy_and_resolve_references()
+  fewer.loss.plan_insertions = 1
   variants = [
     ('cross_entropy', config, 'cross_entropy'),
     ('structural', config, 'structural'),
     ('structural, beta=0.5 gamma=2', with_terms, 'structural'),
+    ('structural, beta=0.5 gamma=2, plan_insertions=1', fewer, 'structural'),
   ]
   rows = []
   for name, variant, mode in variants:
