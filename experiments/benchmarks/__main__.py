@@ -113,34 +113,26 @@ def main(argv=None) -> None:
   sections = set(parse_list(parser, 'sections', args.sections, str, SECTIONS))
   if args.skip_growth:
     sections.discard('growth')
-  quick = args.quick  # Tiny sizes everywhere: a smoke test of the code.
-  config_fn = _tiny_config if quick else _structural_config
+  if args.quick:  # Tiny sizes everywhere: a smoke test of the code.
+    config_fn, lengths, step_count, bucket_steps = _tiny_config, (8, 16), 3, 1
+    sinkhorn_args = {'batch': 4, 'n': 8, 'iterations': 3, 'repeats': 1}
+    edits_args = {'count': 16, 'length': 8, 'repeats': 1}
+    growth_args = {'lengths': (8, 16), 'steps': 1, 'fit_from': 8}
+  else:
+    config_fn, lengths, step_count, bucket_steps = _structural_config, BUCKETS, 50, 5
+    sinkhorn_args, edits_args, growth_args = {}, {}, {}
   rows = []
   if 'anchors' in sections:
-    rows = [
-      sinkhorn_vs_ott.run(batch=4, n=8, iterations=3, repeats=1)
-      if quick
-      else sinkhorn_vs_ott.run(),
-      edit_dp_vs_rapidfuzz.run(count=16, length=8, repeats=1)
-      if quick
-      else edit_dp_vs_rapidfuzz.run(),
-    ]
+    rows = [sinkhorn_vs_ott.run(**sinkhorn_args), edit_dp_vs_rapidfuzz.run(**edits_args)]
   steps, buckets = [], []
   for batch in batches:
     if 'train_step' in sections:
       config = config_fn()
       config.batch_size = batch
-      steps += _with_batch(train_step.run(config, steps=3 if quick else 50), batch)
+      steps += _with_batch(train_step.run(config, steps=step_count), batch)
     if 'buckets' in sections:
-      lengths = (8, 16) if quick else BUCKETS
-      buckets += _buckets(config_fn(), lengths, batch=batch, steps=1 if quick else 5)
-  curves = []
-  if 'growth' in sections:
-    curves = (
-      growth.run(_tiny_config(), (8, 16), steps=1, fit_from=8)
-      if quick
-      else growth.run(_structural_config())
-    )
+      buckets += _buckets(config_fn(), lengths, batch=batch, steps=bucket_steps)
+  curves = growth.run(config_fn(), **growth_args) if 'growth' in sections else []
   cpu = platform.processor() or platform.machine()
   device = f'{jax.devices()[0].device_kind} ({jax.default_backend()}), host {cpu}'
   print(f'jax {jax.__version__} on {device}')
