@@ -9,7 +9,7 @@
 # installed there from the network: --download saves the wheels of the other packages (Python 3.12,
 # manylinux x86-64) into .whl/ (gitignored), and a run carries .whl and installs them with
 # --no-deps into a scratch folder on PYTHONPATH. The device tool's call, from the repository root:
-#   run(command='OUT=$OUT bash experiments/accelerator_check.sh', carry=['.whl'], timeout_s=600)
+#   run(command='bash experiments/accelerator_check.sh', carry=['.whl'], timeout_s=600); $OUT is set there.
 #
 # Stages, in the order of what they are worth, each under its own time limit (seconds, overridable
 # by the environment variables named) so that a slow one cannot starve the rest:
