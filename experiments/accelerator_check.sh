@@ -8,8 +8,8 @@
 # The lent GPU machine has jax, flax, optax, chex, orbax, matplotlib and scipy but nothing can be
 # installed there from the network: --download saves the wheels of the other packages (Python 3.12,
 # manylinux x86-64) into .whl/ (gitignored), and a run carries .whl and installs them with
-# --no-deps into a scratch folder on PYTHONPATH. The device tool's call, from the repository root:
-#   run(command='bash experiments/accelerator_check.sh', carry=['.whl'], timeout_s=600); $OUT is set there.
+# --no-deps into a scratch folder on PYTHONPATH. The device tool's call ($OUT is set there):
+#   run(command='bash experiments/accelerator_check.sh', carry=['.whl'], timeout_s=600)
 #
 # Stages, in the order of what they are worth, each under its own time limit (seconds, overridable
 # by the environment variables named) so that a slow one cannot starve the rest:
