@@ -16,8 +16,9 @@ def get_config(arg=None):
   config.loss.mode = 'structural'
   # The node term (the target's likelihood over all alignments) alone: with it, the Sinkhorn edge
   # and clique terms slowed learning on level 2 (0.078 held-out exact match with beta = 0.5,
-  # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16), and on level 1 none of them beat
-  # it over 3 seeds (README, Study 1). With both weights 0 the plan is not computed; set them
+  # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16), on level 1 none of them beat it
+  # over 3 seeds (README, Study 1), and on level 2 and a long-input task each of them made it
+  # worse (Studies 3 and 4). With both weights 0 the plan is not computed; set them
   # (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure terms, and
   # --config.loss.plan_insertions=1 to make them 2.6-4.8x cheaper (README, Benchmarks).
   config.loss.beta = 0.0
@@ -26,7 +27,7 @@ def get_config(arg=None):
   # cross-entropy's are 0.5-3, so a clip at 1 rescaled nearly every step. At 5, over six seeds,
   # level 2 went from 0.245 to 0.260 (the cross-entropy's 0.260), level 1 from 0.729 to 0.716
   # (within a standard error) and the main command, three seeds, from 0.423 to 0.433 (README,
-  # Results). The cross-entropy keeps 1: it lost at 5.
+  # Results). The cross-entropy keeps 1: it lost at 5 on level 2.
   config.optimizer.grad_clip_norm = 5.0
   return config
 
