@@ -58,6 +58,14 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
   state = checkpoints.Checkpointer(workdir).restore(state, step)
   weights = losses.loss_weights(config)
   spec = losses.loss_spec(config).structural
+
+  @jax.jit  # One compilation per bucket (run eagerly, every primitive compiled on its own).
+  def forward(params, batch):
+    outputs = state.apply_fn({'params': params}, batch['graphs'], train=False)
+    pred, target, costs = losses.structural_graph_costs(outputs, batch, weights, spec)
+    agree = 1.0 - losses.node_cost_matrix(pred, target, batch['target_ids'])
+    return outputs, pred.mass, costs['plan'], agree
+
   sums: dict[str, np.ndarray] = {}
   seen = 0
   for idx, batch in input_pipeline.eval_batches(eval_ex, budgets):
@@ -65,8 +73,7 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
       break
     seen += len(idx)
     batch = jax.tree.map(jnp.asarray, batch)
-    outputs = state.apply_fn({'params': state.params}, batch['graphs'], train=False)
-    for key, value in _batch_stats(outputs, batch, weights, spec, len(idx)).items():
+    for key, value in _batch_stats(forward(state.params, batch), batch, len(idx)).items():
       if value.ndim:  # Per target position: pad to the largest bucket.
         value = np.pad(value, (0, lengths[-1] - len(value)))
       sums[key] = sums.get(key, 0) + value
@@ -78,11 +85,15 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
   return {'step': int(state.step), 'overall': overall, 'per_target_position': per_position}
 
 
-def _batch_stats(outputs, batch, weights, spec, real: int) -> dict[str, np.ndarray]:
-  """Sums over the first ``real`` examples; per-target-position arrays [M] and scalars."""
-  pred, target, costs = losses.structural_graph_costs(outputs, batch, weights, spec)
-  plan = np.asarray(costs['plan'])[:real]
-  m = target.mass.shape[1]
+def _batch_stats(forward, batch, real: int) -> dict[str, np.ndarray]:
+  """Sums over the first ``real`` examples; per-target-position arrays [M] and scalars.
+
+  ``forward``: the model's outputs, the candidates' masses, the plan ([B, N + 1, M + 1], the
+  dummies last) and P(candidate i has target j's character | i exists), as the loss computes them.
+  """
+  outputs, mass, plan, agree = forward
+  plan = np.asarray(plan)[:real]
+  m = plan.shape[2] - 1
   k1 = outputs['ins_logits'].shape[2] + 1  # Candidates per group: K insertions, then the node.
   tlen = np.asarray(batch['target_len'])[:real]
   slen = np.asarray(batch['source_len'])[:real]
@@ -91,9 +102,8 @@ def _batch_stats(outputs, batch, weights, spec, real: int) -> dict[str, np.ndarr
   gold = np.arange(m) * k1 + k1 - 1  # Candidate index of source node j.
   to_gold = np.take_along_axis(plan[:, :-1, :-1], gold[None, None, :m].repeat(real, 0), 1)[:, 0]
   matched = plan[:, :-1, :-1].sum(1)
-  mass = np.asarray(pred.mass)[:real]
-  # P(candidate i has target j's character | i exists), as the loss computes it.
-  agree = 1.0 - np.asarray(losses.node_cost_matrix(pred, target, batch['target_ids']))[:real]
+  mass = np.asarray(mass)[:real]
+  agree = np.asarray(agree)[:real]
   gold_mass = mass[:, gold[:m]]
   gold_char = agree[:, gold[:m], np.arange(m)]  # [B, M]: candidate gold[j] vs target j.
   zero = lambda x: np.where(aligned, x, 0.0)  # noqa: E731

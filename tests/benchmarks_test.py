@@ -42,13 +42,20 @@ def test_interleaved_timing_calls_each_function_warmup_plus_repeats_times():
   assert calls == {'a': 4, 'b': 4} and set(seconds) == {'a', 'b'}
 
 
+def _node_term_config():
+  """The tiny config with configs/structural.py's loss weights, as the benchmarks run it."""
+  config = tiny_config()
+  config.loss.beta = config.loss.gamma = 0.0
+  return config
+
+
 def test_growth_measures_time_and_memory_per_size_and_fits_the_exponent():
   np.testing.assert_allclose(growth.exponent([16, 32, 64], [1.0, 8.0, 64.0]), 3.0)
-  rows = growth.run(tiny_config(), lengths=(8, 16), steps=1, modes=('structural',), fit_from=8)
-  (row,) = rows
+  config = _node_term_config()
+  (row,) = growth.run(config, lengths=(8, 16), steps=1, modes=('structural',), fit_from=8)
   assert [p['nodes'] for p in row['points']] == [8, 16] and row['fit_lengths'] == [8, 16]
   small, large = row['points']
-  assert large['peak_bytes_xla'] > small['peak_bytes_xla'] > 0  # [B, N, N, w] pair tensors grow.
+  assert large['peak_bytes_xla'] > small['peak_bytes_xla'] > 0  # The alignment DP's [B, L, K, M].
   assert small['ms_per_step'] > 0 and np.isfinite(row['time_exponent'])
   assert row['memory_exponent'] > 0
 
@@ -56,7 +63,7 @@ def test_growth_measures_time_and_memory_per_size_and_fits_the_exponent():
 def test_bucket_table_times_each_variant_per_length_against_the_cross_entropy():
   from experiments.benchmarks import __main__ as bench  # noqa: PLC0415
 
-  rows = bench._buckets(tiny_config(), (8,), batch=2, steps=1)
+  rows = bench._buckets(_node_term_config(), (8,), batch=2, steps=1)
   assert [r['name'] for r in rows] == [
     'bucket, cross_entropy, batch 2',
     'bucket, structural, batch 2',

@@ -322,31 +322,35 @@ def test_with_beta_and_gamma_0_the_plan_is_skipped_and_nothing_else_changes():
   spec = losses.StructuralSpec(node_cost='alignment')
   weights = {'alpha': 1.5, 'beta': 0.0, 'gamma': 0.0, 'temperature': 0.3, 'insert_cost': 3.0}
   weights.update(alignment_temperature=0.5, alignment_prior=0.5)
-  f = jax.jit(lambda o, w: losses.structural(o, batch, w, spec))
-  (loss, parts), grad = jax.value_and_grad(f, has_aux=True)(outputs, weights)
+
+  @functools.partial(jax.jit, static_argnums=2)  # One compilation per spec, reused.
+  def loss_and_grad(outputs, weights, spec):
+    f = lambda o: losses.structural(o, batch, weights, spec)  # noqa: E731
+    return jax.value_and_grad(f, has_aux=True)(outputs)
+
+  (loss, parts), grad = loss_and_grad(outputs, weights, spec)
   assert parts['edge_cost'] == parts['clique_cost'] == 0.0
   np.testing.assert_allclose(loss, 1.5 * parts['node_cost'], rtol=1e-6)
   # With the plan computed (beta > 0), the node term and its gradient are the same.
   tiny = {**weights, 'beta': 1e-30}
-  (_, with_plan), grad_plan = jax.value_and_grad(f, has_aux=True)(outputs, tiny)
+  (loss_plan, with_plan), grad_plan = loss_and_grad(outputs, tiny, spec)
   assert with_plan['edge_cost'] > 0.0
   np.testing.assert_allclose(parts['node_cost'], with_plan['node_cost'], rtol=1e-6)
   for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_plan)):
     np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
   # A step compiled without the plan (config.loss.plan='auto' with beta = gamma = 0): the same
   # loss and gradient; a non-zero beta or gamma there is NaN, never a silently missing term.
-  without = jax.jit(lambda o, w: losses.structural(o, batch, w, spec._replace(plan=False)))
-  (loss_np, parts_np), grad_np = jax.value_and_grad(without, has_aux=True)(outputs, weights)
+  without = spec._replace(plan=False)
+  (loss_np, parts_np), grad_np = loss_and_grad(outputs, weights, without)
   np.testing.assert_allclose(loss_np, loss, rtol=1e-6)
   assert parts_np['edge_cost'] == parts_np['clique_cost'] == 0.0
   for g, h in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_np)):
     np.testing.assert_allclose(g, h, rtol=1e-6, atol=1e-8)
-  assert np.isnan(without(outputs, tiny)[0])
+  assert np.isnan(loss_and_grad(outputs, tiny, without)[0][0])
   # The plan outside the run-time branch (config.loss.plan='auto' with beta or gamma > 0): the
   # same loss, parts and gradient as under the branch.
-  direct = jax.jit(lambda o, w: losses.structural(o, batch, w, spec._replace(plan_branch=False)))
-  (loss_d, parts_d), grad_d = jax.value_and_grad(direct, has_aux=True)(outputs, tiny)
-  np.testing.assert_allclose(loss_d, f(outputs, tiny)[0], rtol=1e-6)
+  (loss_d, parts_d), grad_d = loss_and_grad(outputs, tiny, spec._replace(plan_branch=False))
+  np.testing.assert_allclose(loss_d, loss_plan, rtol=1e-6)
   np.testing.assert_allclose(parts_d['edge_cost'], with_plan['edge_cost'], rtol=1e-6)
   np.testing.assert_allclose(parts_d['node_cost'], with_plan['node_cost'], rtol=1e-6)
   for g, h in zip(jax.tree.leaves(grad_plan), jax.tree.leaves(grad_d)):
@@ -374,11 +378,12 @@ def test_a_plan_over_fewer_insertion_positions_is_exact_where_the_rest_has_no_ma
   weights = {'alpha': 1.0, 'beta': 0.5, 'gamma': 2.0, 'temperature': 0.3, 'insert_cost': 3.0}
   weights.update(alignment_temperature=1.0, alignment_prior=0.5)
 
+  @functools.partial(jax.jit, static_argnums=1)  # One compilation per P, reused.
   def loss_and_grad(outputs, plan_insertions):
     def f(o):
       return losses.structural(o, batch, weights, spec._replace(plan_insertions=plan_insertions))
 
-    return jax.jit(jax.value_and_grad(f, has_aux=True))(outputs)
+    return jax.value_and_grad(f, has_aux=True)(outputs)
 
   (loss, parts), grad = loss_and_grad(ended_outputs, 2)
   (loss_all, parts_all), grad_all = loss_and_grad(ended_outputs, 0)

@@ -145,6 +145,9 @@ def test_seeds_give_mean_and_standard_error_and_parallel_processes_give_the_same
   points = [{'loss.alpha': 0.5}, {'loss.alpha': 2.0}]
   base = _base()
   base.seed = 4  # Seeds 4, 5, 6.
+  # The node term alone: no plan to compile in each of the three processes.
+  base.loss.beta = base.loss.gamma = 0.0
+  base.loss.plan = 'auto'
   sequential = str(tmp_path / 'sequential')
   rows = sweep.run_sweep(base, points, sequential, seeds=3, log=lambda _: None)
   assert [(r['point'], r['seed']) for r in rows] == [
