@@ -59,7 +59,7 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
   weights = losses.loss_weights(config)
   spec = losses.loss_spec(config).structural
 
-  @jax.jit  # One compilation per bucket (run eagerly, every primitive compiled on its own).
+  @jax.jit  # One compilation per bucket; run eagerly, every primitive would compile on its own.
   def forward(params, batch):
     outputs = state.apply_fn({'params': params}, batch['graphs'], train=False)
     pred, target, costs = losses.structural_graph_costs(outputs, batch, weights, spec)
