@@ -139,9 +139,9 @@ def test_one_and_eight_devices_and_two_hosts_give_the_same_run(tmp_path):
     assert [sorted(r) for r in other] == [sorted(r) for r in one], run
     # Sums split 8 ways round differently; Adam amplifies that over steps. Measured largest
     # relative differences (when this test still trained the Sinkhorn terms), all in the gradient
-    # norm: 8 devices 2.6e-5 at step 5 and 1.7e-4 at
-    # step 6, 2 hosts 3.7e-5 and 2.4e-4 (gloo reduces in yet another order); by step 10, 1e-3 in
-    # the losses and 3% in the gradient norm, which is why the runs stop at step 6.
+    # norm: 8 devices 2.6e-5 at step 5 and 1.7e-4 at step 6, 2 hosts 3.7e-5 and 2.4e-4 (gloo
+    # reduces in yet another order); by step 10, 1e-3 in the losses and 3% in the gradient norm,
+    # which is why the runs stop at step 6.
     for a, b in zip(one, other):
       for key in a:
         np.testing.assert_allclose(
