@@ -85,13 +85,14 @@ def diagnose(workdir: str, examples: int = 512, step: int | None = None) -> dict
   return {'step': int(state.step), 'overall': overall, 'per_target_position': per_position}
 
 
-def _batch_stats(forward, batch, real: int) -> dict[str, np.ndarray]:
+def _batch_stats(computed, batch, real: int) -> dict[str, np.ndarray]:
   """Sums over the first ``real`` examples; per-target-position arrays [M] and scalars.
 
-  ``forward``: the model's outputs, the candidates' masses, the plan ([B, N + 1, M + 1], the
-  dummies last) and P(candidate i has target j's character | i exists), as the loss computes them.
+  ``computed``: what ``forward`` returns: the model's outputs, the candidates' masses, the plan
+  ([B, N + 1, M + 1], the dummies last) and P(candidate i has target j's character | i exists),
+  as the loss computes them.
   """
-  outputs, mass, plan, agree = forward
+  outputs, mass, plan, agree = computed
   plan = np.asarray(plan)[:real]
   m = plan.shape[2] - 1
   k1 = outputs['ins_logits'].shape[2] + 1  # Candidates per group: K insertions, then the node.
