@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from experiments import breakdown, diagnose_structural, make_long_task
+from experiments import breakdown, diagnose_structural, make_long_task, paired
 from grapheme_jax import data, train
 
 
@@ -30,6 +30,51 @@ def test_breakdown_groups_by_head_symbol(tmp_path):
   assert breakdown.copy_rates(str(tmp_path)) == (0.0, 0.0)
   assert breakdown.is_subsequence('29', '(+ 20 9)') and not breakdown.is_subsequence('92', '(+ 29)')
   assert breakdown.is_subsequence('', '')
+
+
+def _fake_run(path, seed, problems, right):
+  """A finished run's config.json and predictions.jsonl: problem i right iff right[i]."""
+  path.mkdir()
+  (path / 'config.json').write_text(json.dumps({'seed': seed}))
+  with open(path / 'predictions.jsonl', 'w') as f:
+    for (question, answer), ok in zip(problems, right):
+      f.write(
+        json.dumps({'input': question, 'prediction': answer if ok else '?', 'target': answer})
+      )
+      f.write('\n')
+
+
+def test_paired_counts_discordant_problems_and_pairs_runs_by_seed(tmp_path):
+  problems = [(f'(+ {i} 1)', str(i + 1)) for i in range(6)]
+  # Seed 0: B alone right on problems 0-2, A alone on none. Seed 1: A alone on 3, B alone on 4-5.
+  _fake_run(tmp_path / 'a1', 1, problems, [0, 0, 0, 1, 0, 0])
+  _fake_run(tmp_path / 'a0', 0, problems, [0, 0, 0, 1, 1, 0])
+  _fake_run(tmp_path / 'b0', 0, problems, [1, 1, 1, 1, 1, 0])
+  _fake_run(tmp_path / 'b1', 1, problems, [0, 0, 0, 0, 1, 1])
+  # Groups listed in different orders: runs pair by their configs' seeds.
+  got = paired.compare(
+    [str(tmp_path / 'a1'), str(tmp_path / 'a0')], [str(tmp_path / 'b0'), str(tmp_path / 'b1')]
+  )
+  assert [(s['seed'], s['only_a'], s['only_b']) for s in got['per_seed']] == [(0, 0, 3), (1, 1, 2)]
+  assert got['mean_difference'] == pytest.approx((3 / 6 + 1 / 6) / 2)
+  assert got['stderr_difference'] == pytest.approx(abs(3 / 6 - 1 / 6) / 2)  # sd / sqrt(2), n = 2.
+  assert (got['only_a'], got['only_b']) == (1, 5)
+  assert got['z'] == pytest.approx(4 / 6**0.5)
+  # Exact two-sided binomial: P(X <= 1) + P(X >= 5) for X ~ Bin(6, 1/2) = 14 / 64.
+  assert got['p'] == pytest.approx(14 / 64)
+
+  _fake_run(tmp_path / 'b2', 2, problems, [1] * 6)
+  with pytest.raises(ValueError, match=r'different seeds: A only \[\], B only \[2\]'):
+    paired.compare(
+      [str(tmp_path / 'a0'), str(tmp_path / 'a1')], [str(tmp_path / d) for d in ('b0', 'b1', 'b2')]
+    )
+  _fake_run(tmp_path / 'other', 0, [(q + ' ', a) for q, a in problems], [1] * 6)
+  with pytest.raises(
+    ValueError, match='Seed 0: the two runs predicted different held-out problems'
+  ):
+    paired.compare([str(tmp_path / 'a0')], [str(tmp_path / 'other')])
+  with pytest.raises(ValueError, match='two runs with seed 0'):
+    paired.compare([str(tmp_path / 'a0'), str(tmp_path / 'b0')], [str(tmp_path / 'b0')])
 
 
 @pytest.mark.slow
