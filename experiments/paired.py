@@ -101,6 +101,11 @@ def compare(group_a: list[str], group_b: list[str]) -> dict[str, object]:
   }
 
 
+def format_p(p: float) -> str:
+  """'= 0.22' (two significant digits), or '< 1e-300' for a p-value that underflowed to 0."""
+  return f'= {p:.2g}' if p > 0 else '< 1e-300'
+
+
 def main(argv: list[str]) -> None:
   if '--vs' not in argv[1:] or argv[1] == '--vs' or argv[-1] == '--vs':
     sys.exit(__doc__.strip().splitlines()[2])
@@ -121,7 +126,7 @@ def main(argv: list[str]) -> None:
   )
   print(
     f'McNemar, all paired problems: only A {result["only_a"]}, only B {result["only_b"]}, '
-    f'z = {result["z"]:+.2f}, exact two-sided p = {result["p"]:.3g}'
+    f'z = {result["z"]:+.2f}, exact two-sided p {format_p(result["p"])}'
   )
 
 

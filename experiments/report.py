@@ -15,7 +15,10 @@ points, their config overrides, the seeds and the command) and one run per point
 * ``curves.png``, ``heatmap.png`` (``experiments.plot``: seed bands, means) and ``example.png``:
   the input, predicted and target text graphs of one held-out example of the best point.
 * ``report.md``: the command, the table, the plots and the numbers a conclusion rests on: the best
-  point against every other, the difference of the means with its standard error.
+  point against every other, the difference of the means with its standard error, and the two
+  points' runs paired by seed and compared held-out problem by problem (``experiments.paired``:
+  the problems only one of them got right, McNemar's exact p): whether the trained models differ,
+  for gaps that a few seeds' means cannot resolve.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from experiments import paired
 from grapheme_jax import metrics as metrics_lib
 
 MANIFEST = 'sweep.json'
@@ -177,20 +181,39 @@ def comparisons(summary: Sequence[Mapping], metric: str = 'exact_match') -> list
   return out
 
 
-def _conclusion_lines(summary: Sequence[Mapping]) -> list[str]:
+def _paired_text(workdir: str, best: str, other: str, seeds: Sequence[int]) -> str:
+  """The two points' runs compared held-out problem by problem (``experiments.paired``)."""
+  try:
+    result = paired.compare(
+      [run_dir(workdir, best, s) for s in seeds], [run_dir(workdir, other, s) for s in seeds]
+    )
+  except OSError:  # A run without predictions: an interrupted sweep.
+    return ''
+  except ValueError as e:  # E.g. a swept data key: the points predicted different problems.
+    return f' Not paired by problem: {e}'
+  return (
+    f' Paired by held-out problem: only {best} right on {result["only_a"]}, only {other} on '
+    f'{result["only_b"]} (McNemar exact p {paired.format_p(result["p"])}).'
+  )
+
+
+def _conclusion_lines(summary: Sequence[Mapping], workdir: str, seeds: Sequence[int]) -> list[str]:
   best = max(summary, key=lambda s: s['exact_match'][0] or 0.0)
   lines = [
     f'- Best mean held-out exact match: **{best["point"]}**, '
     f'{_mean_sem(best["exact_match"])} over {best["seeds"]} seed(s).'
   ]
   for c in comparisons(summary):
+    problems = _paired_text(workdir, c['best'], c['other'], seeds)
     if c['se'] is None:
-      lines.append(f'- vs {c["other"]}: {c["difference"]:+.3f} (one seed: no standard error).')
+      lines.append(
+        f'- vs {c["other"]}: {c["difference"]:+.3f} (one seed: no standard error).{problems}'
+      )
       continue
     verdict = 'more than 2 s.e. apart' if abs(c['z']) >= 2 else 'within 2 s.e.: not separated'
     lines.append(
       f'- vs {c["other"]}: {c["difference"]:+.3f} ± {c["se"]:.3f} '
-      f'(difference / s.e. = {c["z"]:.1f}; {verdict}).'
+      f'(difference / s.e. = {c["z"]:.1f}; {verdict}).{problems}'
     )
   return lines
 
@@ -247,7 +270,7 @@ def write(workdir: str, log: Callable[[str], None] = print) -> list[str]:
   if manifest.get('command'):
     report += ['Reproduce:', '', '```', manifest['command'], '```', '']
   report += [*intro, '', *table(summary, keys), '', '## What the numbers say', '']
-  report += _conclusion_lines(summary)
+  report += _conclusion_lines(summary, workdir, seeds)
   report += ['', '## Plots', '']
   report += [f'![{os.path.basename(p)}]({os.path.basename(p)})' for p in written]
   if shown is not None:

@@ -62,6 +62,7 @@ def test_paired_counts_discordant_problems_and_pairs_runs_by_seed(tmp_path):
   assert got['z'] == pytest.approx(4 / 6**0.5)
   # Exact two-sided binomial: P(X <= 1) + P(X >= 5) for X ~ Bin(6, 1/2) = 14 / 64.
   assert got['p'] == pytest.approx(14 / 64)
+  assert paired.format_p(got['p']) == '= 0.22' and paired.format_p(0.0) == '< 1e-300'
 
   _fake_run(tmp_path / 'b2', 2, problems, [1] * 6)
   with pytest.raises(ValueError, match=r'different seeds: A only \[\], B only \[2\]'):

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import tiny_config
 
-from experiments import plot, report, sweep
+from experiments import paired, plot, report, sweep
 from grapheme_jax import config_lib, train
 from grapheme_jax import workdir as workdir_lib
 
@@ -169,6 +169,20 @@ def test_seeds_give_mean_and_standard_error_and_parallel_processes_give_the_same
     line = next(x for x in markdown.splitlines() if f' {point} |' in x)
     assert f' {mean:.{digits}f} ± {sem:.{digits}f} |' in line
     assert line.split('|')[4].strip() == '3'  # seeds
+  # The conclusion pairs the two points' runs by seed, problem by problem (experiments.paired).
+  manifest = report.read_manifest(sequential)
+  summary = report.summarize(report.load_rows(sequential, manifest), manifest)
+  (comparison,) = report.comparisons(summary)
+  best, other = comparison['best'], comparison['other']
+  pair = paired.compare(
+    [os.path.join(sequential, best, f'seed={s}') for s in (4, 5, 6)],
+    [os.path.join(sequential, other, f'seed={s}') for s in (4, 5, 6)],
+  )
+  conclusion = open(os.path.join(sequential, 'report.md')).read()
+  assert (
+    f'Paired by held-out problem: only {best} right on {pair["only_a"]}, only {other} on '
+    f'{pair["only_b"]} (McNemar exact p {paired.format_p(pair["p"])}).'
+  ) in conclusion
   parallel = str(tmp_path / 'parallel')
   messages = []
   sweep.run_sweep(base, points, parallel, seeds=3, processes=2, log=messages.append)
