@@ -30,11 +30,21 @@ from scipy import stats
 
 
 def _run(workdir: str) -> tuple[int, list[dict]]:
-  """(seed, held-out predictions) of a finished run."""
-  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
-    seed = int(json.load(f)['seed'])
-  with open(os.path.join(workdir, 'predictions.jsonl'), encoding='utf-8') as f:
-    return seed, [json.loads(line) for line in f]
+  """(seed, held-out predictions) of a finished run; a malformed file is a ValueError naming it."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path, encoding='utf-8') as f:
+      seed = int(json.load(f)['seed'])
+    path = os.path.join(workdir, 'predictions.jsonl')
+    with open(path, encoding='utf-8') as f:
+      records = [json.loads(line) for line in f]
+    for key in ('input', 'prediction', 'target'):
+      for number, record in enumerate(records, 1):
+        if key not in record:
+          raise KeyError(f'{key} (line {number})')
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path}: not a finished run's file ({type(e).__name__}: {e})") from e
+  return seed, records
 
 
 def _by_seed(workdirs: list[str], name: str) -> dict[int, list[dict]]:
@@ -112,7 +122,7 @@ def main(argv: list[str]) -> None:
   split = argv.index('--vs')
   try:
     result = compare(argv[1:split], argv[split + 1 :])
-  except (OSError, ValueError, KeyError) as e:  # A missing file or key names itself.
+  except (OSError, ValueError) as e:  # Both name the file.
     sys.exit(f'error: {e}')
   print('seed  problems  A      B      only A  only B')
   for s in result['per_seed']:

@@ -74,6 +74,11 @@ def test_paired_counts_discordant_problems_and_pairs_runs_by_seed(tmp_path):
     ValueError, match='Seed 0: the two runs predicted different held-out problems'
   ):
     paired.compare([str(tmp_path / 'a0')], [str(tmp_path / 'other')])
+  (tmp_path / 'other' / 'predictions.jsonl').write_text('{"input": "x"}\n')
+  with pytest.raises(
+    ValueError, match=r"other/predictions.jsonl: not a finished run's file \(KeyError"
+  ):
+    paired.compare([str(tmp_path / 'other')], [str(tmp_path / 'a0')])
   with pytest.raises(ValueError, match='two runs with seed 0'):
     paired.compare([str(tmp_path / 'a0'), str(tmp_path / 'b0')], [str(tmp_path / 'b0')])
 
