@@ -16,11 +16,12 @@ def get_config(arg=None):
   config.loss.mode = 'structural'
   # The node term (the target's likelihood over all alignments) alone: with it, the Sinkhorn edge
   # and clique terms slowed learning on level 2 (0.078 held-out exact match with beta = 0.5,
-  # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16), on level 1 none of them beat it
-  # over 3 seeds (README, Study 1), and on level 2 and a long-input task each of them made it
-  # worse (Studies 3 and 4). With both weights 0 the plan is not computed; set them
-  # (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure terms, and
-  # --config.loss.plan_insertions=1 to make them 2.6-4.8x cheaper (README, Benchmarks).
+  # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16), on level 1 they slowed learning
+  # and, at 6000 steps, ended within noise of it (README, Study 1), and on level 2 and a
+  # long-input task each of them made it worse (Studies 3 and 4). With both weights 0 the plan
+  # is not computed; set them (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with
+  # the structure terms, and --config.loss.plan_insertions=1 to make them 2.6-4.8x cheaper
+  # (README, Benchmarks).
   config.loss.beta = 0.0
   config.loss.gamma = 0.0
   # The node term is a log-likelihood per target character: its gradient norms are 2-12 where the
