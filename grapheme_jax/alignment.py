@@ -34,9 +34,11 @@ _NEG = -1e9
 
 
 def _shift(x: jax.Array, by: int) -> jax.Array:
-  """x[..., m - by] along the last axis, _NEG where m < by."""
+  """x[..., m - by] along the last axis, _NEG where m < by (all of it when by >= the width)."""
   if by == 0:
     return x
+  if by >= x.shape[-1]:  # K insertions can outnumber the target positions (a short bucket).
+    return jnp.full_like(x, _NEG)
   return jnp.pad(x[..., :-by], [(0, 0)] * (x.ndim - 1) + [(by, 0)], constant_values=_NEG)
 
 

@@ -259,13 +259,24 @@ def load_data(config: ml_collections.ConfigDict):
     alignment=config.data.alignment,
   )
   train_examples, eval_examples = make(train_pairs, split='train'), make(eval_pairs, split='eval')
-  if config.loss.mode != 'cross_entropy' and config.loss.node_cost == 'alignment':
-    for split, examples in (('train', train_examples), ('eval', eval_examples)):
-      alignment.check_band(
-        examples.source_len,
-        examples.target_len,
-        config.loss.alignment_band,
-        np.asarray(lengths)[examples.bucket],
-        lambda i, s=split, e=examples: _example_name(s, i, e.pairs[i]),
-      )
+  check_loss_fits(config, train_examples, eval_examples)
   return vocab, train_examples, eval_examples
+
+
+def check_loss_fits(config: ml_collections.ConfigDict, train_ex: Examples, eval_ex: Examples):
+  """Raises ValueError if ``config``'s loss cannot score every example (the alignment band).
+
+  Part of :func:`load_data`; a sweep that labels its data once for several configs calls it for
+  each of them, since the band is a loss setting, not a data one.
+  """
+  if config.loss.mode == 'cross_entropy' or config.loss.node_cost != 'alignment':
+    return
+  lengths = np.asarray(bucket_lengths(config.data))
+  for split, examples in (('train', train_ex), ('eval', eval_ex)):
+    alignment.check_band(
+      examples.source_len,
+      examples.target_len,
+      config.loss.alignment_band,
+      lengths[examples.bucket],
+      lambda i, s=split, e=examples: _example_name(s, i, e.pairs[i]),
+    )

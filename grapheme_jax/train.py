@@ -255,8 +255,9 @@ def _train_and_evaluate(config, workdir, data):
   try:
     if data is None:
       data = input_pipeline.load_data(config)  # Validates the config first.
-    else:
+    else:  # Labelled once for several configs: this one's loss must fit them too.
       config_lib.validate(config)
+      input_pipeline.check_loss_fits(config, *data[1:])
     vocab, train_ex, eval_ex = data
     mesh = parallel.make_mesh(config.num_devices, config.batch_size)
   except ValueError as e:

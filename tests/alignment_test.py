@@ -148,6 +148,21 @@ def test_likelihood_equals_brute_force_enumeration(source):
     assert np.exp(lp) == pytest.approx(expected, rel=1e-4, abs=1e-12), text
 
 
+@pytest.mark.parametrize('width,band', [(2, 0), (3, 1)])
+def test_more_insertion_positions_than_target_positions(width, band):
+  """K = 4 insertion positions against 3 target positions (a bucket shorter than K + 1): exact."""
+  k_max, rho = 4, 0.5
+  rng = np.random.default_rng(11)
+  outputs = _random_outputs(rng, 1, k_max)
+  every = _text_paths(outputs, 'a', k_max, band, prior_kind='edits')
+  targets = ['', 'a', 'ab', 'ba'][: 2 + width - 1]
+  batch = _batch([outputs] * len(targets), ['a'] * len(targets), targets, width, k_max)
+  got = alignment.target_log_likelihood(*batch, prior=rho, band=band)
+  for text, value in zip(targets, np.asarray(got)):
+    expected = np.logaddexp.reduce([np.log(p) - rho * d for p, d in every[text]])
+    assert value == pytest.approx(expected, rel=1e-4, abs=1e-4), text
+
+
 @pytest.mark.parametrize(
   'tau,rho,kind',
   [

@@ -76,6 +76,10 @@ def test_a_target_beyond_the_alignment_band_is_an_error_before_training(tmp_path
   with pytest.raises(ValueError, match=r'train example 1 .*3 characters longer.*at least 3'):
     input_pipeline.load_data(config)
   config.loss.alignment_band = 3  # Fits; and the cross-entropy has no band at all.
-  input_pipeline.load_data(config)
+  data = input_pipeline.load_data(config)
+  narrower = config.copy_and_resolve_references()  # Data labelled once for a sweep's points.
+  narrower.loss.alignment_band = 2
+  with pytest.raises(ValueError, match=r'train example 1 .*at least 3'):
+    input_pipeline.check_loss_fits(narrower, *data[1:])
   config.loss.alignment_band, config.loss.mode = 2, 'cross_entropy'
   input_pipeline.load_data(config)

@@ -286,6 +286,18 @@ def test_bad_or_empty_data_stops_before_anything_is_compiled(
       train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+def test_data_labelled_for_another_config_is_checked_against_this_ones_loss(tmp_path):
+  """A sweep labels its data once: a point whose alignment band cannot reach a target stops."""
+  (tmp_path / 'd.jsonl').write_text('{"input": "ba", "target": "babab"}\n')
+  config = tiny_config()
+  config.data.name, config.data.bucket_lengths = 'jsonl', (16,)
+  config.data.train_path = config.data.eval_path = str(tmp_path / 'd.jsonl')
+  data = input_pipeline.load_data(config)  # The cross-entropy: no band.
+  config.loss.mode, config.loss.alignment_band = 'structural', 2
+  with pytest.raises(train.InputError, match=r'3 characters longer.*at least 3'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'), data=data)
+
+
 @pytest.mark.slow
 def test_ctrl_c_lets_the_pending_save_finish_and_says_where_to_resume(tmp_path, monkeypatch):
   real_step, calls = train.train_step, []
