@@ -95,7 +95,9 @@ def _batch_stats(computed, batch, real: int) -> dict[str, np.ndarray]:
   outputs, mass, plan, agree = computed
   plan = np.asarray(plan)[:real]
   m = plan.shape[2] - 1
-  k1 = outputs['ins_logits'].shape[2] + 1  # Candidates per group: K insertions, then the node.
+  # Candidates per group: the plan's insertion positions (all K, or loss.plan_insertions), then
+  # the node; N = (L + 1) groups of them.
+  k1 = (plan.shape[1] - 1) // outputs['ins_logits'].shape[1]
   tlen = np.asarray(batch['target_len'])[:real]
   slen = np.asarray(batch['source_len'])[:real]
   real_j = np.arange(m)[None, :] < tlen[:, None]

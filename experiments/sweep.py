@@ -367,7 +367,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: unexpected arguments {argv[1:]}')
   config_flag = flag_values['config']
   config_path = config_flags.get_config_filename(config_flag)
-  parallel.initialize_distributed(flag_values.config)
+  parallel.initialize_distributed(main_lib.validated_config())
   main_lib.enable_compilation_cache()
   main_lib.setup_logging()
   try:

@@ -13,6 +13,8 @@ from typing import Any
 
 import ml_collections
 
+from grapheme_jax import data as data_lib
+
 LOSS_MODES = ('cross_entropy', 'structural', 'hybrid')
 # The structural loss's keys in config.loss (see losses.py).
 STRUCTURAL_KEYS = (
@@ -252,8 +254,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'distributed.process_id': _int_at_least(-1),
   'data.name': _one_of(DATA_NAMES),
   'data.levels': (
-    lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(x) for x in v),
-    'a non-empty sequence of integer levels',
+    lambda v: (
+      isinstance(v, (tuple, list))
+      and len(v) > 0
+      and all(_is_int(x) and data_lib.MIN_LEVEL <= x <= data_lib.MAX_LEVEL for x in v)
+      and len(set(v)) == len(v)
+    ),
+    f'a non-empty sequence of distinct levels in {data_lib.MIN_LEVEL}..{data_lib.MAX_LEVEL}',
   ),
   'data.eval_fraction': _real(lambda v: 0 < v < 1, 'in (0, 1)'),
   'data.max_per_level': ((lambda v: v is None or (_is_int(v) and v >= 1)), 'None or >= 1'),
@@ -302,7 +309,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   'loss.fgw_iterations': _POSITIVE_INT,
   'loss.node_cost': _one_of(NODE_COSTS),
   'loss.differentiate_plan': _BOOL,
-  'loss.insert_cost': _NON_NEGATIVE,
+  'loss.insert_cost': _real(lambda v: v > 0, '> 0'),  # Free insertions: a degenerate plan.
   'loss.alignment_temperature': _real(lambda v: 0 < v <= 1, 'in (0, 1]'),
   'loss.alignment_prior': _NON_NEGATIVE,
   'loss.alignment_band': _int_at_least(0),

@@ -34,8 +34,8 @@ class Examples:
   ids of the characters inserted in each slot, then the end marker ``V``, then ``IGNORE``.
   Characters outside the vocabulary (possible in evaluation data only) are ``IGNORE``.
   ``bucket`` [N] is the index of the smallest length budget that holds the example. The texts
-  themselves are kept as code points (``-1`` on padding) with the targets' vocabulary ids, for the
-  structural loss.
+  themselves are kept as code points (0 beyond each text's length, which masks them) with the
+  targets' vocabulary ids, for the structural loss.
   """
 
   pairs: tuple[data_lib.Pair, ...]

@@ -74,7 +74,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         f'error: unknown config key {key!r} in {names[0] if names else "an override"}; '
         f'see the config file for the valid keys.'
       )
-    sys.exit(f'error: {e}')
+    sys.exit('error: ' + ' '.join(str(e).split()))
 
 
 def enable_compilation_cache() -> None:
@@ -89,15 +89,24 @@ def setup_logging() -> None:
   logging.info('JAX %s on %s', jax.__version__, jax.devices())
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def validated_config():
+  """``--config``, loaded and validated, or exit with one ``error:`` line.
+
+  Before anything, the distributed set-up included, uses it.
+  """
   try:
     config = FLAGS.config
     config.keys()  # A config file that failed to load raises on first attribute access.
-    config_lib.validate(config)  # Before anything, the distributed set-up included, uses it.
+    config_lib.validate(config)
   except (OSError, ValueError) as e:
     sys.exit('error: ' + ' '.join(str(e).split()))
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = validated_config()
   parallel.initialize_distributed(config)  # Before anything else touches jax's devices.
   enable_compilation_cache()
   setup_logging()

@@ -67,6 +67,24 @@ def _check_same_length(predictions: Sequence[str], targets: Sequence[str]) -> No
     )
 
 
+def edit_label_hits(pred: dict, gold: dict, n: int, vocab_size: int) -> tuple[int, int]:
+  """(correct ops, correct edit labels) of one example with ``n`` source nodes.
+
+  ``pred`` and ``gold`` hold ``ops`` [L], ``char_ids`` [L] and ``ins_ids`` [L + 1, K]. A label is
+  a node's op (with its character for a MODIFY) or a whole slot (every position up to and including
+  its end marker; positions after it are not labelled). A gold character outside the vocabulary
+  (``IGNORE`` before the end marker, or in a MODIFY) is a miss: no prediction can write it.
+  """
+  node_ok = pred['ops'][:n] == gold['ops'][:n]
+  modify = gold['ops'][:n] == edits.MODIFY
+  node_ok &= ~modify | (pred['char_ids'][:n] == gold['char_ids'][:n])
+  gold_ins = gold['ins_ids'][: n + 1]
+  end = gold_ins == vocab_size
+  after_end = np.cumsum(end, axis=-1) - end > 0
+  slot_ok = np.all(after_end | (pred['ins_ids'][: n + 1] == gold_ins), axis=-1)
+  return int((pred['ops'][:n] == gold['ops'][:n]).sum()), int(node_ok.sum() + slot_ok.sum())
+
+
 class JsonlWriter:
   """Appends one JSON object per call to ``workdir/metrics.jsonl``.
 

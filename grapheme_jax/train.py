@@ -190,14 +190,14 @@ def evaluate(
         source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b], vocab
       )
       predictions[i] = edits.apply_edits(source, pred)
-      node_ok = out['ops'][b, :n] == batch['ops'][b, :n]
-      modify = batch['ops'][b, :n] == edits.MODIFY
-      node_ok_full = node_ok & (~modify | (out['char_ids'][b, :n] == batch['char_ids'][b, :n]))
-      gold_ins = batch['ins_ids'][b, : n + 1]
-      slot_hit = (gold_ins == edits.IGNORE) | (out['ins_ids'][b, : n + 1] == gold_ins)
-      slot_ok = np.all(slot_hit, axis=-1)
-      op_hits += node_ok.sum()
-      label_hits += node_ok_full.sum() + slot_ok.sum()
+      node_ok, label_ok = metrics_lib.edit_label_hits(
+        {k: out[k][b] for k in ('ops', 'char_ids', 'ins_ids')},
+        {k: batch[k][b] for k in ('ops', 'char_ids', 'ins_ids')},
+        n,
+        len(vocab),
+      )
+      op_hits += node_ok
+      label_hits += label_ok
       positions += 2 * n + 1
   targets = [p.target for p in examples.pairs]
   results = {

@@ -87,6 +87,7 @@ def test_paired_counts_discordant_problems_and_pairs_runs_by_seed(tmp_path):
 def test_diagnose_structural_splits_every_target_node_between_gold_other_and_dummy(tmp_path):
   config = tiny_config()
   config.loss.mode, config.num_train_steps = 'structural', 4
+  config.loss.plan_insertions = 1  # The plan's candidates per group are not the model's K + 1.
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
   config.optimizer.warmup_steps = 1
   train.train_and_evaluate(config, str(tmp_path))

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -224,14 +225,21 @@ def test_report_statistics():
 
 
 @pytest.mark.slow
-def test_sweep_cli_rejects_an_override_of_a_swept_key(tmp_path):
+@pytest.mark.parametrize(
+  'config,message',
+  [
+    ('configs/structural.py', 'error: --config.loss.beta is set on the command line but swept'),
+    ('configs/missing.py', "error: .*No such file or directory: 'configs/missing.py'"),
+  ],
+)
+def test_sweep_cli_rejects_a_bad_config_in_one_line(tmp_path, config, message):
   result = subprocess.run(
-    [sys.executable, '-m', 'experiments.sweep', '--config=configs/structural.py',
-     f'--workdir={tmp_path}', '--config.loss.beta=3'],
+    [sys.executable, '-m', 'experiments.sweep', f'--config={config}', f'--workdir={tmp_path}',
+     '--config.loss.beta=3'],
     cwd=ROOT, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert result.returncode != 0
-  assert 'error: --config.loss.beta is set on the command line but swept' in result.stderr
+  assert re.search(message, result.stderr), result.stderr
   assert 'Traceback' not in result.stderr
 
 
