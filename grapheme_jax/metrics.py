@@ -75,14 +75,14 @@ def edit_label_hits(pred: dict, gold: dict, n: int, vocab_size: int) -> tuple[in
   its end marker; positions after it are not labelled). A gold character outside the vocabulary
   (``IGNORE`` before the end marker, or in a MODIFY) is a miss: no prediction can write it.
   """
-  node_ok = pred['ops'][:n] == gold['ops'][:n]
+  op_ok = pred['ops'][:n] == gold['ops'][:n]
   modify = gold['ops'][:n] == edits.MODIFY
-  node_ok &= ~modify | (pred['char_ids'][:n] == gold['char_ids'][:n])
+  node_ok = op_ok & (~modify | (pred['char_ids'][:n] == gold['char_ids'][:n]))
   gold_ins = gold['ins_ids'][: n + 1]
   end = gold_ins == vocab_size
   after_end = np.cumsum(end, axis=-1) - end > 0
   slot_ok = np.all(after_end | (pred['ins_ids'][: n + 1] == gold_ins), axis=-1)
-  return int((pred['ops'][:n] == gold['ops'][:n]).sum()), int(node_ok.sum() + slot_ok.sum())
+  return int(op_ok.sum()), int(node_ok.sum() + slot_ok.sum())
 
 
 class JsonlWriter:

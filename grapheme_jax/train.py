@@ -190,14 +190,14 @@ def evaluate(
         source, out['ops'][b], out['char_ids'][b], out['ins_ids'][b], vocab
       )
       predictions[i] = edits.apply_edits(source, pred)
-      node_ok, label_ok = metrics_lib.edit_label_hits(
+      ops_right, labels_right = metrics_lib.edit_label_hits(
         {k: out[k][b] for k in ('ops', 'char_ids', 'ins_ids')},
         {k: batch[k][b] for k in ('ops', 'char_ids', 'ins_ids')},
         n,
         len(vocab),
       )
-      op_hits += node_ok
-      label_hits += label_ok
+      op_hits += ops_right
+      label_hits += labels_right
       positions += 2 * n + 1
   targets = [p.target for p in examples.pairs]
   results = {

@@ -30,10 +30,8 @@ def test_edit_label_hits_skip_positions_after_the_end_and_miss_characters_outsid
   # slot 1 (nothing can write its character). Padding beyond n counts for nothing.
   assert metrics_lib.edit_label_hits(right, gold, 2, V) == (2, 4)
   wrong_char = _labels([edits.KEEP, edits.MODIFY, 0], [2, 0, 0], right['ins_ids'])
-  assert metrics_lib.edit_label_hits(wrong_char, gold, 2, V) == (
-    2,
-    3,
-  )  # The op right, the label not.
+  # The MODIFY's op is right, its label (with the character) is not.
+  assert metrics_lib.edit_label_hits(wrong_char, gold, 2, V) == (2, 3)
   oov_modify = dict(gold, char_ids=np.asarray([I, I, I], np.int32))
   assert metrics_lib.edit_label_hits(right, oov_modify, 2, V) == (2, 3)
   full = dict(gold, ins_ids=np.asarray([[0, 1, 2]] * 4, np.int32))  # K insertions, no end marker.
