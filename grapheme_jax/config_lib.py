@@ -169,9 +169,14 @@ def base_config() -> ml_collections.ConfigDict:
   # under the prior. Used for buckets longer than 2 W only; 0: every alignment (the exact sum).
   # There, a target may outgrow its input by at most W characters (checked when data are loaded).
   config.loss.alignment_band = 16
-  # Whether gradients flow through the matching (unrolled Sinkhorn) or the plan is held fixed, as a
-  # Hungarian matching is in DETR-style set losses (BUILD_NOTES.md, "Results history").
-  config.loss.differentiate_plan = True
+  # Whether gradients flow through the matching (True: unrolled Sinkhorn) or the plan is held fixed
+  # (False), as a Hungarian matching is in DETR-style set losses: the edge and clique terms then
+  # pull the predicted graph towards the target's under the matching found, and no backward pass
+  # runs through Sinkhorn. With the 'alignment' node term, False learned where True did not (the
+  # long-input task, node + edge: 1.000 held-out exact match at 1000 steps against 0.861) and costs
+  # less (BUILD_NOTES.md, "Thirteenth session on issue 16"). The plan-priced node costs
+  # ('likelihood', 'mismatch') went empty with False on level 2 ("Results history"): use True there.
+  config.loss.differentiate_plan = False
   # 'alignment': whether the compiled step holds the Sinkhorn plan of the edge and clique terms.
   # 'auto': only when beta or gamma is non-zero in the config; the node term alone then needs no
   # [B, N, N] buffers (at 256 characters, batch 8: 0.3 GiB instead of 5.2), but a change of beta

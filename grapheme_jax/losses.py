@@ -215,15 +215,14 @@ def likelihood_cost_matrix(match_cost: jax.Array, mass: jax.Array, insert_cost) 
   return jnp.concatenate([rows, inserted], 1)
 
 
-def _initial_plan(
-  pred: soft_graph.SoftGraph, target: soft_graph.SoftGraph, rows: jax.Array
-) -> jax.Array:
+def _initial_plan(rank: jax.Array, target: soft_graph.SoftGraph, rows: jax.Array) -> jax.Array:
   """Order-preserving start: node i to target a with weight r_i * max(0, 1 - |rank_i - rank_a|).
 
-  ``rows`` [B, N] are the candidates' marginals r_i. Exactly the identity matching for two equal
-  hard graphs. Left-over mass goes to the dummies.
+  ``rank`` [B, N] are the candidates' expected output positions and ``rows`` [B, N] their
+  marginals r_i. Exactly the identity matching for two equal hard graphs. Left-over mass goes to
+  the dummies.
   """
-  near = jnp.maximum(0.0, 1.0 - jnp.abs(pred.rank[:, :, None] - target.rank[:, None, :]))
+  near = jnp.maximum(0.0, 1.0 - jnp.abs(rank[:, :, None] - target.rank[:, None, :]))
   core = near * rows[:, :, None] * target.mass[:, None, :]
   deleted = jnp.maximum(rows - core.sum(2), 0.0)
   inserted = jnp.maximum(target.mass - core.sum(1), 0.0)
@@ -291,23 +290,29 @@ def structural_costs(
     clq_p = _augment(pred.joint * pred.cliques)
   else:
     raise ValueError(f'Unknown matching {matching!r}, expected one of {config_lib.MATCHINGS}.')
-  a = jnp.concatenate([rows, target.mass.sum(1, keepdims=True)], 1)
-  b = jnp.concatenate([target.mass, rows.sum(1, keepdims=True)], 1)
-  plan = _initial_plan(pred, target, rows)
-  for _ in range(fgw_iterations):
-    cost = weighted_sum(
-      alpha,
-      beta,
-      gamma,
-      match_cost,
-      _quadratic_grad(plan, adj_p, adj_t),
-      _quadratic_grad(plan, clq_p, clq_t),
-    )
-    plan = sinkhorn_lib.sinkhorn(
-      cost, a, b, temperature=temperature, iterations=sinkhorn_iterations
-    )
-  if not differentiate_plan:
-    plan = jax.lax.stop_gradient(plan)
+
+  def solve(rank, rows, match_cost, adj_p, clq_p):
+    a = jnp.concatenate([rows, target.mass.sum(1, keepdims=True)], 1)
+    b = jnp.concatenate([target.mass, rows.sum(1, keepdims=True)], 1)
+    plan = _initial_plan(rank, target, rows)
+    for _ in range(fgw_iterations):
+      cost = weighted_sum(
+        alpha,
+        beta,
+        gamma,
+        match_cost,
+        _quadratic_grad(plan, adj_p, adj_t),
+        _quadratic_grad(plan, clq_p, clq_t),
+      )
+      plan = sinkhorn_lib.sinkhorn(
+        cost, a, b, temperature=temperature, iterations=sinkhorn_iterations
+      )
+    return plan
+
+  inputs = (pred.rank, rows, match_cost, adj_p, clq_p)
+  if not differentiate_plan:  # Solved on constants: no tangent or residual of the solve exists.
+    inputs = jax.lax.stop_gradient(inputs)
+  plan = solve(*inputs)
   return {
     'node': (plan * match_cost).sum((1, 2))
     if matching == 'assignment'

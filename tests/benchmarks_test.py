@@ -69,6 +69,7 @@ def test_bucket_table_times_each_variant_per_length_against_the_cross_entropy():
     'bucket, structural, batch 2',
     'bucket, structural, beta=0.5 gamma=2, batch 2',
     'bucket, structural, beta=0.5 gamma=2, plan_insertions=1, batch 2',
+    'bucket, structural, beta=0.5 gamma=2, plan_insertions=1, differentiate_plan, batch 2',
   ]
   assert rows[0]['points'][0]['ratio_to_cross_entropy'] == 1.0
   assert all(r['points'][0]['ratio_to_cross_entropy'] > 0 for r in rows)

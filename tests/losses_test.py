@@ -254,6 +254,39 @@ def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch, 
     _assert_gradient_matches_finite_differences(frozen, grad, outputs, rng, directions=4)
 
 
+def test_a_fixed_plan_changes_only_the_edge_and_clique_gradients_of_the_alignment_loss():
+  """With the alignment node term, holding the plan fixed keeps every value and the node term's
+  gradient, and changes the edge and clique terms' gradients to those at the frozen plan."""
+  rng = np.random.default_rng(9)
+  with jax.enable_x64(True):
+    batch = _batch(['ab', 'cab'], ['abc', 'b'], 3)
+    outputs = _random_outputs(rng)
+    weights = {**WEIGHTS, 'temperature': 0.3}
+
+    def parts(o, differentiate_plan, **zeroed):
+      spec = losses.StructuralSpec(
+        2, 10, 2, node_cost='alignment', differentiate_plan=differentiate_plan
+      )
+      return losses.structural(o, batch, {**weights, **zeroed}, spec)
+
+    for term, zeroed in (('node', {'beta': 0.0, 'gamma': 0.0}), ('all', {})):
+      (fixed, fixed_parts), fixed_grad = jax.value_and_grad(parts, has_aux=True)(
+        outputs, False, **zeroed
+      )
+      (free, free_parts), free_grad = jax.value_and_grad(parts, has_aux=True)(
+        outputs, True, **zeroed
+      )
+      np.testing.assert_allclose(fixed, free, rtol=1e-12)
+      for key in ('node_cost', 'edge_cost', 'clique_cost'):
+        np.testing.assert_allclose(fixed_parts[key], free_parts[key], rtol=1e-12)
+      gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(fixed_grad), jax.tree.leaves(free_grad)))  # fmt: skip
+      if term == 'node':  # No plan in the loss: nothing to hold fixed.
+        assert gap == 0.0
+      else:  # The plan moves with the outputs, and that part of the gradient is gone.
+        assert gap > 1e-3
+
+
 @pytest.mark.parametrize(
   'node_cost,differentiate_plan',
   [
@@ -262,6 +295,7 @@ def test_a_fixed_plan_gives_the_gradient_of_the_costs_at_that_plan(monkeypatch, 
     ('likelihood', False),
     ('assignment', False),
     ('alignment', True),
+    ('alignment', False),
   ],
 )
 def test_gradients_are_finite_with_padding_in_float32_at_temperature_1e3(

@@ -49,6 +49,10 @@ def _structural_config():
 def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
   """Train step per bucket for the cross-entropy and the structural loss, side by side.
 
+  The structural loss alone (the node term), then with the Sinkhorn edge and clique terms on over
+  every insertion position and over the first, on a fixed plan (the default), and differentiated
+  through the plan (``differentiate_plan=True``) for comparison.
+
   Each point is ``growth.measure`` (one batch of graphs of exactly that many nodes, compiled ahead
   of time); the structural rows carry their ratio to the cross-entropy's time at the same length.
   """
@@ -56,11 +60,14 @@ def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
   with_terms.loss.update(SINKHORN_TERMS)
   fewer = with_terms.copy_and_resolve_references()
   fewer.loss.plan_insertions = 1
+  unrolled = fewer.copy_and_resolve_references()
+  unrolled.loss.differentiate_plan = True
   variants = [
     ('cross_entropy', config, 'cross_entropy'),
     ('structural', config, 'structural'),
     ('structural, beta=0.5 gamma=2', with_terms, 'structural'),
     ('structural, beta=0.5 gamma=2, plan_insertions=1', fewer, 'structural'),
+    ('structural, beta=0.5 gamma=2, plan_insertions=1, differentiate_plan', unrolled, 'structural'),
   ]
   rows = []
   for name, variant, mode in variants:
