@@ -53,8 +53,9 @@ def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
   every insertion position and over the first, on a fixed plan (the default), and differentiated
   through the plan (``differentiate_plan=True``) for comparison.
 
-  Each point is ``growth.measure`` (one batch of graphs of exactly that many nodes, compiled ahead
-  of time); the structural rows carry their ratio to the cross-entropy's time at the same length.
+  Each length is ``growth.measure_interleaved`` (one batch of graphs of exactly that many nodes,
+  every variant's step compiled ahead of time, then the steps called in turn, ``steps`` rounds
+  after a warm-up, median); the rows carry their ratio to the cross-entropy's time at that length.
   """
   with_terms = config.copy_and_resolve_references()
   with_terms.loss.update(SINKHORN_TERMS)
@@ -69,12 +70,15 @@ def _buckets(config, lengths, batch: int, steps: int) -> list[dict]:
     ('structural, beta=0.5 gamma=2, plan_insertions=1', fewer, 'structural'),
     ('structural, beta=0.5 gamma=2, plan_insertions=1, differentiate_plan', unrolled, 'structural'),
   ]
-  rows = []
-  for name, variant, mode in variants:
-    variant = variant.copy_and_resolve_references()
-    variant.loss.mode = mode
-    points = [growth.measure(variant, n, batch, steps) for n in lengths]
-    rows.append({'name': f'bucket, {name}, batch {batch}', 'points': points})
+  configs = []
+  for _, variant, mode in variants:
+    configs.append(variant.copy_and_resolve_references())
+    configs[-1].loss.mode = mode
+  by_length = [growth.measure_interleaved(configs, n, batch, steps) for n in lengths]
+  rows = [
+    {'name': f'bucket, {name}, batch {batch}', 'points': [points[i] for points in by_length]}
+    for i, (name, _, _) in enumerate(variants)
+  ]
   for row in rows:
     for point, anchor in zip(row['points'], rows[0]['points']):
       point['ratio_to_cross_entropy'] = point['ms_per_step'] / anchor['ms_per_step']
@@ -126,7 +130,7 @@ def main(argv=None) -> None:
     edits_args = {'count': 16, 'length': 8, 'repeats': 1}
     growth_args = {'lengths': (8, 16), 'steps': 1, 'fit_from': 8}
   else:
-    config_fn, lengths, step_count, bucket_steps = _structural_config, BUCKETS, 50, 5
+    config_fn, lengths, step_count, bucket_steps = _structural_config, BUCKETS, 50, 9
     sinkhorn_args, edits_args, growth_args = {}, {}, {}
   rows = []
   if 'anchors' in sections:

@@ -41,50 +41,82 @@ def _examples(config, length: int, batch: int, seed: int = 0):
   return vocab, examples
 
 
+class CompiledStep:
+  """One train step compiled ahead of time on one batch of graphs of exactly ``length`` nodes."""
+
+  def __init__(self, config, length: int, batch: int):
+    config = config.copy_and_resolve_references()
+    config.data.max_length, config.batch_size = length, batch
+    self.mode, self.nodes, self.batch = config.loss.mode, length, batch
+    vocab, examples = _examples(config, length, batch)
+    budget = graphs.Budget(batch, length, config.model.skip_window)
+    mesh = parallel.make_mesh(1, batch)
+    model = models.create_model(config.model, len(vocab))
+    self.state = parallel.replicate(
+      train.create_train_state(jax.random.key(0), config, model, budget), mesh
+    )
+    host_batch = input_pipeline.make_batch(examples, np.arange(batch), budget)
+    self.device_batch = parallel.shard_batch(host_batch, mesh)
+    self.rng, self.weights = parallel.replicate(
+      (jax.random.key(0), losses.loss_weights(config)), mesh
+    )
+    start = time.perf_counter()
+    self.compiled = train.train_step.lower(
+      self.state, self.device_batch, self.rng, self.weights, spec=losses.loss_spec(config)
+    ).compile()
+    self.compile_s = time.perf_counter() - start
+    memory = self.compiled.memory_analysis()
+    self.peak_bytes_xla = None
+    if memory is not None:
+      self.peak_bytes_xla = (
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+      )
+
+  def __call__(self) -> float:
+    """Seconds of one step (the state advances, as in training)."""
+    start = time.perf_counter()
+    self.state, metrics = self.compiled(self.state, self.device_batch, self.rng, self.weights)
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - start
+
+  def row(self, times) -> dict:
+    return {
+      'mode': self.mode,
+      'nodes': self.nodes,
+      'batch': self.batch,
+      'compile_s': self.compile_s,
+      'ms_per_step': 1000 * statistics.median(times),
+      'peak_bytes_xla': self.peak_bytes_xla,
+    }
+
+
 def measure(config, length: int, batch: int, steps: int) -> dict:
   """Compile time, peak memory and median step time of one (mode, length) point."""
-  config = config.copy_and_resolve_references()
-  config.data.max_length, config.batch_size = length, batch
-  vocab, examples = _examples(config, length, batch)
-  budget = graphs.Budget(batch, length, config.model.skip_window)
-  mesh = parallel.make_mesh(1, batch)
-  model = models.create_model(config.model, len(vocab))
-  state = parallel.replicate(
-    train.create_train_state(jax.random.key(0), config, model, budget), mesh
-  )
-  host_batch = input_pipeline.make_batch(examples, np.arange(batch), budget)
-  device_batch = parallel.shard_batch(host_batch, mesh)
-  rng, weights = parallel.replicate((jax.random.key(0), losses.loss_weights(config)), mesh)
-  start = time.perf_counter()
-  compiled = train.train_step.lower(
-    state, device_batch, rng, weights, spec=losses.loss_spec(config)
-  ).compile()
-  compile_s = time.perf_counter() - start
-  memory = compiled.memory_analysis()
-  peak = None
-  if memory is not None:
-    peak = (
-      memory.argument_size_in_bytes
-      + memory.output_size_in_bytes
-      + memory.temp_size_in_bytes
-      - memory.alias_size_in_bytes
-    )
-  times = []
-  for _ in range(steps + 1):  # The first call is a warm-up.
-    start = time.perf_counter()
-    state, metrics = compiled(state, device_batch, rng, weights)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  stats = jax.devices()[0].memory_stats() or {}
-  return {
-    'mode': config.loss.mode,
-    'nodes': length,
-    'batch': batch,
-    'compile_s': compile_s,
-    'ms_per_step': 1000 * statistics.median(times[1:]),
-    'peak_bytes_xla': peak,
-    'peak_bytes_measured': stats.get('peak_bytes_in_use'),
-  }
+  step = CompiledStep(config, length, batch)
+  step()  # A warm-up.
+  row = step.row([step() for _ in range(steps)])
+  row['peak_bytes_measured'] = (jax.devices()[0].memory_stats() or {}).get('peak_bytes_in_use')
+  return row
+
+
+def measure_interleaved(configs, length: int, batch: int, steps: int) -> list[dict]:
+  """:func:`measure` for several configs at one length, their steps called in turn.
+
+  Each round calls every config's step once, so a change in the machine's load (other processes,
+  clock, caches) falls on all of them alike, and ratios between them stay comparable where
+  back-to-back measurements drift by 10-40 % on a shared CPU.
+  """
+  compiled = [CompiledStep(config, length, batch) for config in configs]
+  times = [[] for _ in compiled]
+  for round_ in range(steps + 1):  # The first round is a warm-up.
+    for step, seconds in zip(compiled, times):
+      elapsed = step()
+      if round_:
+        seconds.append(elapsed)
+  return [step.row(seconds) for step, seconds in zip(compiled, times)]
 
 
 def exponent(lengths, values) -> float:
