@@ -19,10 +19,12 @@ def get_config(arg=None):
   # gamma = 2 against 0.16 without; BUILD_NOTES.md, issue 16), on level 1 they slowed learning
   # and, at 6000 steps, ended within noise of it (README, Study 1), and on level 2 and a
   # long-input task each of them made it worse (Studies 3 and 4; on level 2 the edge term's gap
-  # grew from 0.022 at 2000 steps to 0.038 at 6000). With both weights 0 the plan
-  # is not computed; set them (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with
-  # the structure terms, and --config.loss.plan_insertions=1 to make them 2.6-4.8x cheaper
-  # (README, Benchmarks).
+  # grew from 0.022 at 2000 steps to 0.038 at 6000). All of those trained through the Sinkhorn
+  # plan; on a fixed plan (loss.differentiate_plan=False, the default since) the terms learn as
+  # fast as the node term alone on long inputs and end level with it, and on level 2 they trail
+  # it by less (README, Results). With both weights 0 the plan is not computed; set them
+  # (--config.loss.beta=0.5 --config.loss.gamma=2.0) to train with the structure terms, and
+  # --config.loss.plan_insertions=1 to make them 2.6-4.8x cheaper (README, Benchmarks).
   config.loss.beta = 0.0
   config.loss.gamma = 0.0
   # The node term is a log-likelihood per target character: its gradient norms are 2-12 where the
